@@ -1,0 +1,1 @@
+"""Tasks: seeded data generators with their metric and a trivial baseline."""
