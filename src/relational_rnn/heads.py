@@ -32,17 +32,33 @@ class MLPHead(nn.Module):
 
 
 class SequenceClassifier(nn.Module):
-    """A recurrent core read at its last step by an MLP head.
+    """A recurrent core read at its last step(s) by an MLP head.
 
-    x (B, T, I) -> logits (B, num_classes). ``core`` is any module of this package
-    (it has ``output_size`` and returns ``(output (B, T, output_size), state)``).
+    x (B, T, I) -> logits (B, num_classes), read at the last step, or, with
+    ``output_steps=L``, logits (B, L, num_classes), read at each of the last L steps.
+    ``core`` is any module of this package (it has ``output_size`` and returns
+    ``(output (B, T, output_size), state)``).
     """
 
-    def __init__(self, core: nn.Module, num_classes: int, hidden_sizes: Sequence[int] = ()) -> None:
+    def __init__(
+        self,
+        core: nn.Module,
+        num_classes: int,
+        hidden_sizes: Sequence[int] = (),
+        output_steps: int | None = None,
+    ) -> None:
         super().__init__()
+        if output_steps is not None:
+            check_positive_int("output_steps", output_steps)
         self.core = core
+        self.output_steps = output_steps
         self.head = MLPHead(core.output_size, num_classes, hidden_sizes)
 
     def forward(self, x: Tensor) -> Tensor:
         output, _ = self.core(x)  # (B, T, core.output_size)
-        return self.head(output[:, -1])  # (B, num_classes)
+        if self.output_steps is None:
+            return self.head(output[:, -1])  # (B, num_classes)
+        return self.head(output[:, -self.output_steps :])  # (B, L, num_classes)
+
+    def extra_repr(self) -> str:
+        return f"output_steps={self.output_steps}"

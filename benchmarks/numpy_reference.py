@@ -1,0 +1,186 @@
+"""Throughput of the NumPy reference next to the PyTorch modules, on the same CPU.
+
+    python benchmarks/numpy_reference.py [--threads 1] [--repeats 10]
+
+Measures forward and forward + backward (full BPTT, a gradient on every output) of the
+gated-slot Relational RNN at B=64, T=50, input 32, hidden 64, 4 slots of 64, 2 heads,
+at a larger configuration, and of the RMC-memory Relational RNN, in float32. Reports
+batch x steps per second (the best of ``--repeats`` timed runs after one warm-up), prints
+a Markdown table and writes it to benchmarks/results/numpy_reference.md.
+
+NumPy's forward keeps what its backward needs; PyTorch's forward runs under
+``torch.inference_mode``. Both use ``--threads`` threads (BLAS and intra-op), one by
+default: the time loop is sequential and each step's matrices are small (B x N rows),
+and on the shared 2-core machine where the committed results were measured, two
+threads made both libraries several times slower. ``--threads 2`` compares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TARGET = 150_000  # forward batch x steps per second at the base configuration, 2 cores
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    batch: int
+    steps: int
+    input_size: int
+    hidden_size: int
+    num_slots: int
+    slot_size: int
+    num_heads: int
+    memory: str = "gated_slot"
+
+    def arguments(self) -> dict:
+        return dict(
+            input_size=self.input_size,
+            hidden_size=self.hidden_size,
+            num_slots=self.num_slots,
+            slot_size=self.slot_size,
+            num_heads=self.num_heads,
+            memory=self.memory,
+        )
+
+
+CONFIGS = [
+    Config("base", 64, 50, 32, 64, 4, 64, 2),
+    Config("large", 128, 100, 64, 128, 8, 128, 4),
+    Config("base, RMC memory", 64, 50, 32, 64, 4, 64, 2, memory="rmc"),
+]
+
+
+def best_time(function, repeats: int) -> float:
+    """The shortest of ``repeats`` timed calls, after one warm-up call."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def measure(config: Config, repeats: int) -> dict[str, tuple[float, float]]:
+    """{implementation: (forward, forward + backward) in batch x steps per second}."""
+    import numpy as np
+    import torch
+
+    from relational_rnn import RelationalRNN
+    from relational_rnn.convert import reference_model, to_arrays
+    from relational_rnn.reference import zeros_like
+
+    torch.manual_seed(0)
+    module = RelationalRNN(**config.arguments())
+    model, params = reference_model(module), to_arrays(module)  # float32
+    x = np.random.default_rng(0).standard_normal(
+        (config.batch, config.steps, config.input_size), dtype=np.float32
+    )
+    x_torch = torch.from_numpy(x)
+    d_output = np.ones((config.batch, config.steps, config.hidden_size), np.float32)
+
+    def numpy_forward_backward() -> None:
+        output, _, cache = model.forward(params, x)
+        model.backward(params, cache, d_output, None, zeros_like(params))
+
+    def torch_forward() -> None:
+        with torch.inference_mode():
+            module(x_torch)
+
+    def torch_forward_backward() -> None:
+        module.zero_grad(set_to_none=True)
+        output, _ = module(x_torch)
+        output.sum().backward()
+
+    work = config.batch * config.steps
+    return {
+        "NumPy reference": (
+            work / best_time(lambda: model.forward(params, x), repeats),
+            work / best_time(numpy_forward_backward, repeats),
+        ),
+        "PyTorch": (
+            work / best_time(torch_forward, repeats),
+            work / best_time(torch_forward_backward, repeats),
+        ),
+    }
+
+
+def machine(threads: int) -> str:
+    import numpy as np
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{cpu}, {os.cpu_count()} logical cores, {threads} thread(s) used, "
+        f"load average {load:.1f} at the start; Python {platform.python_version()}, "
+        f"NumPy {np.__version__}, PyTorch {torch.__version__}; float32"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--output", type=Path, default=Path(__file__).parent / "results" / "numpy_reference.md"
+    )
+    args = parser.parse_args()
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(args.threads)  # before NumPy is imported
+    import torch
+
+    torch.set_num_threads(args.threads)
+
+    lines = [
+        "# NumPy reference throughput",
+        "",
+        f"`{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}` on {machine(args.threads)}.",
+        "Batch x steps per second, best of "
+        f"{args.repeats} runs; forward + backward is full BPTT with a gradient on every output.",
+        "",
+        "| model (Relational RNN) | B | T | I | H | slots x size | heads | implementation "
+        "| forward | forward + backward |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    base_forward = None
+    for config in CONFIGS:
+        for implementation, (forward, both) in measure(config, args.repeats).items():
+            if config.name == "base" and implementation == "NumPy reference":
+                base_forward = forward
+            lines.append(
+                f"| {config.name} | {config.batch} | {config.steps} | {config.input_size} "
+                f"| {config.hidden_size} | {config.num_slots} x {config.slot_size} "
+                f"| {config.num_heads} | {implementation} | {forward:,.0f} | {both:,.0f} |"
+            )
+            print(lines[-1], flush=True)
+    verdict = "met" if base_forward >= TARGET else "NOT met"
+    lines += [
+        "",
+        f"Target: NumPy forward >= {TARGET:,} batch x steps/s at the base configuration on "
+        f"2 cores: {verdict} ({base_forward:,.0f}).",
+    ]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(table)
+
+
+if __name__ == "__main__":
+    main()
