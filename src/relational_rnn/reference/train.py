@@ -171,27 +171,41 @@ def parse_option(text: str) -> tuple[str, object]:
 
 def main(argv: list[str] | None = None) -> float:
     """Parse arguments, train, print the held-out accuracy and return it."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="recall", help="recall, or a relational_rnn task")
-    parser.add_argument(
-        "--task-option", type=parse_option, action="append", default=[], metavar="KEY=VALUE"
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", choices=MODELS, default="relational_rnn")
-    parser.add_argument("--memory", choices=("gated_slot", "rmc"), default="gated_slot")
-    parser.add_argument("--hidden-size", type=int, default=64)
-    parser.add_argument("--num-slots", type=int, default=4)
-    parser.add_argument("--slot-size", type=int, default=64)
-    parser.add_argument("--num-heads", type=int, default=2)
-    parser.add_argument("--head-hidden", type=int, nargs="*", default=[])
-    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--clip", type=float, default=1.0, help="global gradient norm (0: off)")
-    parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--eval-size", type=int, default=2000)
-    parser.add_argument("--log-every", type=int, default=250)
-    parser.add_argument("--float32", action="store_true", help="train in float32 (default 64)")
-    parser.add_argument("--seed", type=int, default=0)
+    add = parser.add_argument
+    add("--task", default="recall", help="recall, or the name of a relational_rnn task")
+    add(
+        "--task-option",
+        type=parse_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a task parameter, e.g. num_pairs=2 (repeatable)",
+    )
+    add("--model", choices=MODELS, default="relational_rnn", help="the recurrent core")
+    add(
+        "--memory",
+        choices=("gated_slot", "rmc"),
+        default="gated_slot",
+        help="the Relational RNN's memory",
+    )
+    add("--hidden-size", type=int, default=64, help="LSTM hidden size H")
+    add("--num-slots", type=int, default=4, help="memory slots N")
+    add("--slot-size", type=int, default=64, help="slot size S (num_heads x head size)")
+    add("--num-heads", type=int, default=2, help="attention heads")
+    add("--head-hidden", type=int, nargs="*", default=[], help="hidden sizes of the MLP head")
+    add("--optimizer", choices=("adam", "sgd"), default="adam", help="the optimiser")
+    add("--lr", type=float, default=3e-3, help="learning rate")
+    add("--clip", type=float, default=1.0, help="global gradient norm (0: off)")
+    add("--steps", type=int, default=5000, help="optimiser steps")
+    add("--batch-size", type=int, default=64, help="examples per step")
+    add("--eval-size", type=int, default=2000, help="held-out examples for the final accuracy")
+    add("--log-every", type=int, default=250, help="steps between progress lines")
+    add("--float32", action="store_true", help="train in float32 (default float64)")
+    add("--seed", type=int, default=0, help="seed of weights and data")
     args = parser.parse_args(argv)
 
     task = load_task(args.task, args.seed, dict(args.task_option))
