@@ -15,10 +15,14 @@ import torch
 from torch import Tensor
 
 from .._checks import check_positive_int
+from .base import ClassificationTask
 
 
 @dataclass(frozen=True)
-class RecallTask:
+class RecallTask(ClassificationTask):
+    """Options: ``num_pairs``, ``num_keys`` (at least num_pairs) and ``num_values``."""
+
+    name = "recall"
     num_pairs: int = 4
     num_keys: int = 8
     num_values: int = 8
@@ -50,9 +54,8 @@ class RecallTask:
         """Cross-entropy of predicting every value with equal probability."""
         return math.log(self.num_values)
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def generate(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """inputs (B, num_pairs + 1, input_size) float32 and targets (B,) int64."""
-        check_positive_int("batch_size", batch_size)
         batch = torch.arange(batch_size)
         keys = torch.rand(batch_size, self.num_keys, generator=generator).argsort(dim=1)
         keys = keys[:, : self.num_pairs]  # (B, P) distinct per row

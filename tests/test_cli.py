@@ -1,0 +1,228 @@
+"""The relational-rnn command: help, the subcommands' files, and one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from relational_rnn.cli import main
+
+TINY = [
+    "--task",
+    "nth-farthest",
+    "--task-option",
+    "num_vectors=3",
+    "--task-option",
+    "dims=2",
+    "--mem-slots",
+    "2",
+    "--slot-size",
+    "8",
+    "--num-heads",
+    "2",
+    "--hidden-size",
+    "8",
+    "--head-hidden",
+    "8",
+    "--batch-size",
+    "8",
+    "--eval-size",
+    "40",
+    "--eval-every",
+    "2",
+    "--log-every",
+    "1",
+]
+SUBCOMMANDS = ["train", "eval", "compare", "plot", "attention"]
+
+
+def run_main(capsys, *argv):
+    """main's exit status (from a return or a SystemExit) and its stdout and stderr."""
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as exit:
+        status = exit.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def trained(tmp_path, capsys, *extra, name="run"):
+    out = tmp_path / name
+    status, _, err = run_main(capsys, "train", *TINY, "--steps", "4", "--out", out, *extra)
+    assert status == 0, err
+    return out
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in SUBCOMMANDS)])
+def test_help_works_and_documents_every_flag(capsys, command):
+    status, out, _ = run_main(capsys, *command, "--help")
+    assert status == 0 and "usage: relational-rnn" in out
+    flags = [word for word in out.split() if word.startswith("--")]
+    assert "--help" in flags
+
+
+def test_console_script_and_module_run():
+    for command in (["relational-rnn"], [sys.executable, "-m", "relational_rnn"]):
+        script = Path(sys.executable).parent / command[0]
+        if command[0] == "relational-rnn":
+            command = [str(script)]
+        result = subprocess.run([*command, "train", "--help"], capture_output=True, text=True)
+        assert result.returncode == 0 and "--time-budget" in result.stdout
+
+
+def test_train_eval_plot_attention_write_their_files(tmp_path, capsys):
+    run = trained(tmp_path, capsys, "--config", write(tmp_path, {"optim": {"lr": 0.01}}))
+    assert json.loads((run / "config.json").read_text())["optim"]["lr"] == 0.01
+    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.jsonl", "summary.json"}
+
+    status, out, _ = run_main(capsys, "eval", run, "--size", "30", "--seed", "2")
+    assert status == 0 and "test set (seed 2, 30 examples)" in out
+    result = json.loads((run / "eval.json").read_text())
+    assert result["size"] == 30 and 0 <= result["metrics"]["accuracy"] <= 1
+
+    status, out, _ = run_main(capsys, "plot", run)
+    assert status == 0 and (run / "curves.png").stat().st_size > 1000
+
+    status, out, _ = run_main(capsys, "attention", run, "--steps", "0,2")
+    assert status == 0
+    for name in ("attention.png", "memory.png"):
+        assert (run / "attention" / name).stat().st_size > 1000
+
+
+@pytest.mark.parametrize("memory", ["rmc", "gated_slot"])
+def test_attention_of_a_relational_rnn(tmp_path, capsys, memory):
+    run = trained(tmp_path, capsys, "--model", "relational-rnn", "--memory", memory)
+    status, _, err = run_main(capsys, "attention", run, "--out", tmp_path / "maps")
+    assert status == 0, err
+    assert (tmp_path / "maps" / "attention.png").exists()
+
+
+def test_resume_continues_a_run(tmp_path, capsys):
+    run = trained(tmp_path, capsys)
+    status, out, _ = run_main(capsys, "train", "--resume", run, "--steps", "6")
+    assert status == 0 and "finished at step 6" in out
+
+
+def test_time_budget_alone_lifts_the_step_limit(tmp_path, capsys):
+    out = tmp_path / "run"
+    status, _, err = run_main(capsys, "train", *TINY, "--time-budget", "0.3", "--out", out)
+    assert status == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["steps"] is None and config["time_budget"] == 0.3
+
+
+def test_compare_writes_a_table_and_curves(tmp_path, capsys):
+    argv = ["compare", *TINY, "--steps", "2", "--seeds", "2", "--jobs", "1"]
+    argv += ["--models", "lstm,rmc,relational-rnn", "--out", tmp_path / "cmp"]
+    status, out, err = run_main(capsys, *argv)
+    assert status == 0, err
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert out.strip() == table.strip()
+    for model in ("lstm", "rmc", "relational-rnn"):
+        assert f"| {model} |" in table
+        for seed in (0, 1):
+            assert (tmp_path / "cmp" / f"{model}-seed{seed}" / "summary.json").exists()
+    assert "rmc is the reference" in table and "majority-class baseline" in table
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 1000
+    status, again, _ = run_main(capsys, *argv)  # finished runs are reused
+    assert status == 0 and again.split("| model")[1] == out.split("| model")[1]
+
+
+def test_compare_runs_in_parallel_processes(tmp_path, capsys):
+    argv = ["compare", *TINY, "--steps", "2", "--seeds", "1", "--jobs", "2"]
+    status, out, err = run_main(capsys, *argv, "--out", tmp_path / "cmp")
+    assert status == 0, err
+    assert "| lstm |" in out and "| rmc |" in out
+    assert "lstm seed 0: finished" in err and "rmc seed 0: finished" in err
+
+
+def write(tmp_path, content, name="config.json"):
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+def foreign_run(tmp_path):
+    (tmp_path / "foreign").mkdir()
+    write(tmp_path / "foreign", {"lr": 1})
+    return tmp_path / "foreign"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--task", "chess"], "task must be one of"),
+        (["train", "--model", "gru"], "model must be one of"),
+        (["train", "--hidden-size", "0"], "hidden_size must be >= 1"),
+        (["train", "--batch-size", "-3"], "batch_size must be >= 1"),
+        (["train", "--steps", "0"], "steps must be >= 1"),
+        (["train", "--lr", "0"], "lr must be > 0"),
+        (["train", "--slot-size", "30", "--num-heads", "4"], "divisible by num_heads"),
+        (["train", "--task-option", "dims=0"], "dims must be >= 1"),
+        (["train", "--task-option", "depth=3"], "no option 'depth'"),
+        (["train", "--task-option", "dims"], "KEY=VALUE"),
+        (["train", "--hidden-size", "big"], "invalid int value"),
+        (["train", "--config", "{tmp}/missing.json"], "does not exist"),
+        (["train", "--config", "{tmp}/bad.json"], "is not valid JSON"),
+        (["train", "--config", "{tmp}/unknown.json"], "unknown key 'learning_rate'"),
+        (["train", "--resume", "{tmp}/nowhere"], "does not exist"),
+        (["train", "--resume", "{tmp}/foreign"], "not a relational-rnn run config"),
+        (["eval", "{tmp}/empty"], "not a run directory"),
+        (["eval", "{tmp}/foreign"], "not a relational-rnn run config"),
+        (["plot", "{tmp}/nowhere"], "does not exist"),
+        (["attention", "{tmp}/empty"], "not a run directory"),
+        (["compare", "--models", "lstm,transformer"], "unknown model 'transformer'"),
+        (["compare", "--seeds", "0"], "--seeds must be >= 1"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, argv, message):
+    write(tmp_path, "{not json", "bad.json")
+    write(tmp_path, {"optim": {"learning_rate": 1}}, "unknown.json")
+    foreign_run(tmp_path)
+    (tmp_path / "empty").mkdir()
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    status, out, err = (
+        run_main(capsys, *argv, "--out", tmp_path / "out")[:3]
+        if argv[0] == "train" and "--resume" not in argv
+        else run_main(capsys, *argv)
+    )
+    assert status == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_of_a_run_without_checkpoints(tmp_path, capsys):
+    run = trained(tmp_path, capsys)
+    for path in (run / "checkpoints").iterdir():
+        path.unlink()
+    status, _, err = run_main(capsys, "eval", run)
+    assert status == 2 and "no loadable checkpoint" in err
+
+
+def test_attention_of_an_lstm_is_an_error(tmp_path, capsys):
+    run = trained(tmp_path, capsys, "--model", "lstm")
+    status, _, err = run_main(capsys, "attention", run)
+    assert status == 2 and "no memory to show" in err
+
+
+def test_corrupt_run_config_is_an_error(tmp_path, capsys):
+    run = trained(tmp_path, capsys)
+    (run / "config.json").write_text('{"format": "relational-rnn-run", "batch_size": "x"}')
+    status, _, err = run_main(capsys, "eval", run)
+    assert status == 2 and "batch_size must be of type int" in err
+
+
+def test_errors_from_the_installed_command_have_no_traceback(tmp_path):
+    script = Path(sys.executable).parent / "relational-rnn"
+    result = subprocess.run(
+        [str(script), "train", "--slot-size", "30", "--num-heads", "4", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("relational-rnn: error: model")
+    assert "Traceback" not in result.stderr
