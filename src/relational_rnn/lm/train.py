@@ -1,0 +1,413 @@
+"""Training a language model with truncated BPTT, and honest evaluation.
+
+A language-model run directory holds what a task run's does (``config.json``,
+``metrics.jsonl``, ``checkpoints/``, ``summary.json``; see ``relational_rnn.train``)
+plus ``vocab.json``, the vocabulary built from the training split.
+
+Training: the training split is cut into ``batch_size`` contiguous columns; step k
+reads the next ``bptt`` tokens of every column, starting from the state the previous
+chunk ended in (detached, so gradients stop at the chunk boundary). At the end of a
+pass over the columns the state starts again from the core's initial state. A
+checkpoint holds the carried state and the position, so a resumed run continues
+exactly where it stopped.
+
+Evaluation (``evaluate_lm``): the whole split, every token after the first scored
+exactly once, in ``eval_columns`` contiguous columns with the state carried across
+the whole split. The loss is in nats per token; perplexity is exp(loss) and bits per
+token loss / ln 2 (bits per character at the character level).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from ..checkpoint import load_latest, save_checkpoint, write_atomic
+from ..config import ConfigError
+from ..config import read_json as read_json_file
+from ..train import (
+    CONFIG,
+    METRICS,
+    SUMMARY,
+    StopRequest,
+    build_core,
+    derive_seed,
+    learning_rate,
+    model_weights,
+    optimizer_state,
+    read_metrics,
+    restore_optimizer,
+    strip,
+)
+from ..utils import count_parameters
+from .config import FORMAT, LMConfig, lm_config_from_dict
+from .corpus import PAD, Corpus, CorpusError, Vocabulary, batchify, load_corpus, train_columns
+from .model import LanguageModel, detach_state
+
+VOCAB = "vocab.json"
+
+
+def build_lm(config: LMConfig, vocab_size: int) -> LanguageModel:
+    """The language model that ``config`` describes, initialised from the ``init`` stream."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(config.seed, "init"))
+        core = build_core(config.model, config.embed_size)
+        return LanguageModel(
+            vocab_size, config.embed_size, core, config.dropout, config.tie_weights
+        )
+
+
+def lm_metrics(loss: float, level: str) -> dict[str, float]:
+    """loss (nats per token), perplexity and bits per character (or per word)."""
+    return {
+        "loss": loss,
+        "perplexity": math.exp(min(loss, 700.0)),
+        f"bits_per_{level}": loss / math.log(2),
+    }
+
+
+@torch.no_grad()
+def evaluate_lm(
+    model: LanguageModel, ids: Tensor, columns: int, bptt: int, level: str
+) -> dict[str, float]:
+    """Metrics of ``model`` on a whole split ids (L,), the state carried across it.
+
+    Every token after the first is a target exactly once; chunking by ``bptt`` does not
+    change the result (up to rounding), since the state is carried without a cut.
+    """
+    was_training = model.training
+    model.eval()
+    inputs, targets = batchify(ids, columns)  # each (columns, ceil((L - 1) / columns))
+    total, state = 0.0, None
+    for start in range(0, inputs.shape[1], bptt):
+        logits, state = model(inputs[:, start : start + bptt], state)  # (B, T, V)
+        chunk = targets[:, start : start + bptt]
+        total += float(
+            F.cross_entropy(
+                logits.flatten(0, 1), chunk.flatten(), ignore_index=PAD, reduction="sum"
+            )
+        )
+    model.train(was_training)
+    return lm_metrics(total / (ids.numel() - 1), level)
+
+
+def unigram_baseline(corpus: Corpus, ids: Tensor) -> dict[str, float]:
+    """Metrics of the input-blind predictor: the training split's token frequencies
+    (each count plus 0.5, so unseen tokens have a finite loss), on ``ids`` (L,)."""
+    counts = torch.bincount(corpus.train, minlength=len(corpus.vocab)).double() + 0.5
+    log_prior = torch.log(counts / counts.sum())
+    return lm_metrics(float(-log_prior[ids[1:]].mean()), corpus.vocab.level)
+
+
+def read_lm_config(run_dir: Path) -> LMConfig:
+    """The config of an existing language-model run; ``ConfigError`` if there is none."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory {run_dir} does not exist")
+    path = run_dir / CONFIG
+    if not path.exists():
+        raise ConfigError(f"{run_dir} is not a run directory: it has no {CONFIG}")
+    data = read_json_file(path, "run config")
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a language-model run (no format {FORMAT!r})")
+    try:
+        return lm_config_from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def read_vocab(run_dir: Path) -> Vocabulary:
+    path = Path(run_dir) / VOCAB
+    try:
+        return Vocabulary.from_json(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{path} cannot be read: {error.strerror}") from None
+    except CorpusError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def load_lm(run_dir: Path) -> tuple[LMConfig, Vocabulary, LanguageModel]:
+    """A language-model run's config, vocabulary and model (in eval mode) with the
+    newest checkpoint's weights."""
+    config = read_lm_config(run_dir)
+    vocab = read_vocab(run_dir)
+    model = build_lm(config, len(vocab))
+    tensors, _ = load_latest(run_dir)
+    model.load_state_dict(model_weights(tensors))
+    return config, vocab, model.eval()
+
+
+def state_parts(state: Any) -> list[Tensor]:
+    """The tensors of a core's state (None: no tensors), in order."""
+    if state is None:
+        return []
+    return [state] if isinstance(state, Tensor) else list(state)
+
+
+@dataclass
+class LMCounters:
+    """How far a language-model run got; saved in every checkpoint."""
+
+    step: int = 0
+    tokens: int = 0
+    epoch: int = 0
+    position: int = 0  # the column offset of the next training chunk
+    elapsed_s: float = 0.0  # wall time of the whole run, evaluations included
+    train_time_s: float = 0.0  # wall time of the training steps alone
+
+
+class LMRun:
+    """A language-model training run bound to its directory (``create`` or ``resume``).
+
+    Building one seeds torch's global RNG (used by dropout) from the run's ``dropout``
+    stream; checkpoints save and restore that RNG's state.
+    """
+
+    def __init__(self, config: LMConfig, run_dir: Path, corpus: Corpus) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.corpus = corpus
+        self.model = build_lm(config, len(corpus.vocab))
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+        )
+        self.inputs, self.targets = train_columns(corpus.train, config.batch_size)  # (B, N)
+        self.state: Any = None  # the core's state carried between training chunks
+        self.counters = LMCounters()
+        self.stop = StopRequest()
+        torch.manual_seed(derive_seed(config.seed, "dropout"))
+
+    @classmethod
+    def create(cls, config: LMConfig, run_dir: Path) -> LMRun:
+        """A fresh run on ``config.data``; ``run_dir`` must not hold a run already."""
+        run_dir = Path(run_dir)
+        if not config.data:
+            raise ConfigError(
+                "a language-model run needs --data: a UTF-8 text file (lm-char) or a "
+                "directory with train.txt, valid.txt and test.txt (lm-word)"
+            )
+        if (run_dir / CONFIG).exists():
+            raise ConfigError(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                "or choose another --out"
+            )
+        corpus = load_corpus(config.level, Path(config.data))
+        run = cls(config, run_dir, corpus)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_dir / VOCAB, corpus.vocab.to_json().encode())
+        write_atomic(run_dir / CONFIG, json.dumps(config.to_dict(), indent=2).encode())
+        (run_dir / METRICS).unlink(missing_ok=True)
+        run.log({"kind": "baseline", "step": 0, **unigram_baseline(corpus, corpus.valid)})
+        run.log({"kind": "eval", "step": 0, "elapsed_s": 0.0, **run.evaluate()})
+        run.checkpoint()
+        return run
+
+    @classmethod
+    def resume(cls, run_dir: Path, changes: dict[str, Any] | None = None) -> LMRun:
+        """Continue the run in ``run_dir``; ``changes`` may set steps or time_budget."""
+        config = read_lm_config(run_dir)
+        changes = changes or {}
+        if set(changes) - {"steps", "time_budget"}:
+            names = ", ".join(sorted(set(changes) - {"steps", "time_budget"}))
+            raise ConfigError(f"a resumed run keeps its config; cannot change {names}")
+        config = lm_config_from_dict(changes, config)
+        corpus = load_corpus(config.level, Path(config.data))
+        if corpus.vocab != read_vocab(run_dir):
+            raise ConfigError(
+                f"{config.data} has changed since the run started: its vocabulary differs"
+            )
+        run = cls(config, run_dir, corpus)
+        run.load()
+        if changes:
+            write_atomic(run.run_dir / CONFIG, json.dumps(config.to_dict(), indent=2).encode())
+        return run
+
+    @property
+    def parameters(self) -> int:
+        return count_parameters(self.model)
+
+    def evaluate(self, split: str = "valid") -> dict[str, float]:
+        """Metrics on the whole validation (or test) split."""
+        config = self.config
+        ids = getattr(self.corpus, split)
+        return evaluate_lm(self.model, ids, config.eval_columns, config.bptt, config.level)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one record to ``metrics.jsonl``."""
+        with open(self.run_dir / METRICS, "a") as file:
+            file.write(json.dumps(record) + "\n")
+
+    def checkpoint(self) -> None:
+        tensors, optimizer_meta = optimizer_state(self.optimizer)
+        tensors.update({f"model.{k}": v for k, v in self.model.state_dict().items()})
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors.update({f"state.{i}": part for i, part in enumerate(state_parts(self.state))})
+        meta = {"counters": asdict(self.counters), "optimizer": optimizer_meta}
+        save_checkpoint(
+            self.run_dir, self.counters.step, tensors, meta, self.config.keep_checkpoints
+        )
+
+    def load(self) -> None:
+        """Restore the newest good checkpoint and drop the metrics logged after it."""
+        tensors, meta = load_latest(self.run_dir)
+        self.model.load_state_dict(model_weights(tensors))
+        restore_optimizer(self.optimizer, tensors, meta["optimizer"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.counters = LMCounters(**meta["counters"])
+        parts = [tensors[f"state.{i}"] for i in range(len(tensors)) if f"state.{i}" in tensors]
+        if parts:  # the carried state, rebuilt in the core's own type
+            template = self.model.core.initial_state(self.config.batch_size)
+            self.state = parts[0] if isinstance(template, Tensor) else type(template)(*parts)
+        kept = [r for r in read_metrics(self.run_dir) if r["step"] <= self.counters.step]
+        write_atomic(self.run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+    def finished(self) -> bool:
+        config, counters = self.config, self.counters
+        if config.steps is not None and counters.step >= config.steps:
+            return True
+        return config.time_budget is not None and counters.elapsed_s >= config.time_budget
+
+    def progress_fraction(self) -> float:
+        """How far the run is in [0, 1], by steps if set, else by time."""
+        if self.config.steps is not None:
+            return self.counters.step / self.config.steps
+        return min(1.0, self.counters.elapsed_s / self.config.time_budget)
+
+    def train_step(self) -> tuple[float, int]:
+        """One optimizer step on the next chunk: returns its mean loss and its tokens."""
+        config, counters = self.config, self.counters
+        start = counters.position
+        inputs = self.inputs[:, start : start + config.bptt]  # (B, T)
+        targets = self.targets[:, start : start + config.bptt]  # (B, T)
+        lr = learning_rate(config.optim, counters.step, self.progress_fraction())
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        logits, state = self.model(inputs, self.state)  # (B, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.optim.clip_norm:
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.optim.clip_norm)
+        self.optimizer.step()
+        counters.position = start + inputs.shape[1]
+        if counters.position >= self.inputs.shape[1]:  # end of a pass: start afresh
+            counters.position, counters.epoch, self.state = 0, counters.epoch + 1, None
+        else:
+            self.state = detach_state(state)
+        return loss.item(), targets.numel()
+
+    def train(self, progress: bool | None = None) -> dict[str, Any]:
+        """Train until the end of the run or a stop request; returns the summary.
+
+        ``progress``: show a progress bar (None: only on a terminal).
+        """
+        config, counters = self.config, self.counters
+        bar = tqdm(
+            total=config.steps,
+            initial=counters.step,
+            disable=None if progress is None else not progress,
+            unit="step",
+            dynamic_ncols=True,
+            leave=False,
+        )
+        interval = {"loss": 0.0, "tokens": 0, "steps": 0, "time": 0.0}
+        started = time.perf_counter() - counters.elapsed_s
+        with self.stop.installed(), bar:
+            while not self.finished() and not self.stop.requested:
+                step_start = time.perf_counter()
+                loss, tokens = self.train_step()
+                step_time = time.perf_counter() - step_start
+                counters.step += 1
+                counters.tokens += tokens
+                counters.train_time_s += step_time
+                interval["loss"] += loss * tokens
+                interval["tokens"] += tokens
+                interval["steps"] += 1
+                interval["time"] += step_time
+                counters.elapsed_s = time.perf_counter() - started
+                bar.update(1)
+                last = self.finished() or self.stop.requested
+                if counters.step % config.log_every == 0 or last:
+                    record = self.train_record(interval)
+                    self.log(record)
+                    bar.set_postfix(
+                        loss=f"{record['loss']:.3f}", tokens_s=f"{record['tokens_per_s']:.0f}"
+                    )
+                    interval = dict.fromkeys(interval, 0)
+                if counters.step % config.eval_every == 0 or last:
+                    metrics = self.evaluate()
+                    counters.elapsed_s = time.perf_counter() - started
+                    self.log(
+                        {
+                            "kind": "eval",
+                            "step": counters.step,
+                            "elapsed_s": counters.elapsed_s,
+                            **metrics,
+                        }
+                    )
+                    bar.write(
+                        f"step {counters.step}: validation " + format_lm_metrics(metrics),
+                        file=sys.stderr,
+                    )
+                if counters.step % config.checkpoint_every == 0 or last:
+                    counters.elapsed_s = time.perf_counter() - started
+                    self.checkpoint()
+        return self.write_summary()
+
+    def train_record(self, interval: dict[str, float]) -> dict[str, Any]:
+        tokens = interval["tokens"]
+        return {
+            "kind": "train",
+            "step": self.counters.step,
+            "elapsed_s": self.counters.elapsed_s,
+            "epoch": self.counters.epoch,
+            **lm_metrics(interval["loss"] / tokens, self.config.level),
+            "tokens_per_s": tokens / max(interval["time"], 1e-9),
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+
+    def write_summary(self) -> dict[str, Any]:
+        """Write and return ``summary.json``; a finished run is also evaluated on the
+        test split (once, with its final weights)."""
+        records = read_metrics(self.run_dir)
+        evals = [r for r in records if r["kind"] == "eval"]
+        baseline = next(r for r in records if r["kind"] == "baseline")
+        counters = self.counters
+        summary = {
+            "status": "finished" if self.finished() else "interrupted",
+            "task": self.config.task,
+            "model": self.config.model.kind,
+            "parameters": self.parameters,
+            "vocab_size": len(self.corpus.vocab),
+            "steps": counters.step,
+            "epochs": counters.tokens / self.inputs.numel(),
+            "tokens": counters.tokens,
+            "wall_time_s": counters.elapsed_s,
+            "tokens_per_s": counters.tokens / max(counters.train_time_s, 1e-9),
+            "final": strip(evals[-1]),
+            "best_valid_loss": min(r["loss"] for r in evals),
+            "baseline": strip(baseline),
+        }
+        if summary["status"] == "finished":
+            summary["test"] = self.evaluate("test")
+        write_atomic(self.run_dir / SUMMARY, json.dumps(summary, indent=2).encode())
+        return summary
+
+
+def format_lm_metrics(metrics: dict[str, float]) -> str:
+    """``loss 1.234 perplexity 3.43 bits_per_char 1.780``, for printing."""
+    return " ".join(
+        f"{name} {value:.2f}" if name == "perplexity" else f"{name} {value:.3f}"
+        for name, value in metrics.items()
+        if name in ("loss", "perplexity") or name.startswith("bits_per_")
+    )

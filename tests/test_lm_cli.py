@@ -1,0 +1,118 @@
+"""``relational-rnn train --task lm-char/lm-word`` and ``relational-rnn sample``."""
+
+import json
+
+import pytest
+
+from relational_rnn.cli import main
+
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 6
+TINY = [
+    "--model",
+    "rmc",
+    "--mem-slots",
+    "2",
+    "--slot-size",
+    "8",
+    "--num-heads",
+    "2",
+    "--embed-size",
+    "8",
+    "--batch-size",
+    "2",
+    "--bptt",
+    "8",
+    "--eval-every",
+    "2",
+    "--log-every",
+    "1",
+]
+
+
+def run_main(capsys, *argv):
+    """main's exit status (from a return or a SystemExit) and its stdout and stderr."""
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as exit:
+        status = exit.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def run_dir(tmp_path, capsys, text_file):
+    out = tmp_path / "run"
+    argv = ["train", "--task", "lm-char", "--data", text_file, *TINY, "--steps", "4"]
+    status, stdout, err = run_main(capsys, *argv, "--out", out)
+    assert status == 0, err
+    assert "bits_per_char" in stdout and "test loss" in stdout
+    return out
+
+
+def test_train_writes_a_run_with_its_vocabulary(run_dir):
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["format"] == "relational-rnn-lm-run" and config["level"] == "char"
+    vocab = json.loads((run_dir / "vocab.json").read_text())
+    assert "F" in vocab["tokens"] and vocab["level"] == "char"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 4
+    assert set(summary["test"]) == {"loss", "perplexity", "bits_per_char"}
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in records} == {"baseline", "train", "eval"}
+
+
+def test_resume_extends_a_language_model_run(run_dir, capsys):
+    status, _, err = run_main(capsys, "train", "--resume", run_dir, "--steps", "6")
+    assert status == 0, err
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 6
+
+
+def test_sample_is_deterministic_under_a_seed(run_dir, capsys):
+    argv = ["sample", run_dir, "--prompt", "Speak", "--length", "30", "--seed", "1"]
+    status, first, err = run_main(capsys, *argv)
+    assert status == 0, err
+    assert first.startswith("Speak") and len(first) == len("Speak") + 30 + 1
+    assert run_main(capsys, *argv)[1] == first
+
+
+def test_word_level_training(tmp_path, capsys):
+    data = tmp_path / "wiki"
+    data.mkdir()
+    for name in ("train", "valid", "test"):
+        (data / f"{name}.txt").write_text(" = Title = \n\n the <unk> game is a game \n" * 3)
+    out = tmp_path / "words"
+    argv = ["train", "--task", "lm-word", "--data", data, *TINY, "--steps", "2", "--out", out]
+    status, stdout, err = run_main(capsys, *argv)
+    assert status == 0, err
+    assert "bits_per_word" in stdout
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--task", "lm-char", "--data", "{tmp}/missing.txt"], "does not exist"),
+        (["train", "--task", "lm-char", "--data", "{tmp}/empty.txt"], "is empty"),
+        (["train", "--task", "lm-word", "--data", "{tmp}"], "has no train.txt"),
+        (["train", "--task", "lm-char"], "needs --data"),
+        (["train", "--task", "nth-farthest", "--data", "{tmp}/empty.txt"], "--data is for"),
+        (["train", "--task", "lm-char", "--data", "{text}", "--eval-size", "5"], "--eval-size"),
+        (["sample", "{run}", "--prompt", "Zeus"], "not in the model's vocabulary"),
+        (["sample", "{run}", "--temperature", "0"], "temperature must be > 0"),
+        (["sample", "{tmp}/nowhere"], "does not exist"),
+    ],
+)
+def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys, run_dir, text_file, argv, message):
+    (tmp_path / "empty.txt").write_text("")
+    names = {"tmp": tmp_path, "run": run_dir, "text": text_file}
+    status, _, err = run_main(capsys, *(a.format(**names) for a in argv))
+    assert status == 2
+    assert err.startswith("relational-rnn: error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert "Traceback" not in err
