@@ -378,7 +378,7 @@ def make_parser() -> argparse.ArgumentParser:
         "compare",
         help="train several models with matched parameter counts over several seeds",
         description="Train several models on one task with parameter counts matched within "
-        "10%% (the LSTM's and the Relational RNN's hidden_size is chosen to match the first "
+        "10% (the LSTM's and the Relational RNN's hidden_size is chosen to match the first "
         "model with a memory), over several seeds; write a markdown table and a PNG of "
         "learning curves. With no arguments it runs the default comparison: the RMC "
         "against the LSTM on a reduced Nth-farthest task.",

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -138,8 +138,9 @@ def evaluate(
     return task.metrics(logits, targets)
 
 
-def read_config(run_dir: Path) -> TrainConfig:
-    """The config of an existing run; ``ConfigError`` for a missing or foreign directory."""
+def read_run_config(run_dir: Path, fmt: str, parse: Callable[[dict], Any], kind: str) -> Any:
+    """``parse`` of a run's config.json whose ``format`` is ``fmt``; ``ConfigError`` for a
+    missing directory or one that holds no ``kind`` (named in the message)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {run_dir} does not exist")
@@ -147,12 +148,17 @@ def read_config(run_dir: Path) -> TrainConfig:
     if not path.exists():
         raise ConfigError(f"{run_dir} is not a run directory: it has no {CONFIG}")
     data = read_json_file(path, "run config")
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not a relational-rnn run config (no format {FORMAT!r})")
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise ConfigError(f"{path} is not a {kind} (no format {fmt!r})")
     try:
-        return config_from_dict(data)
+        return parse(data)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def read_config(run_dir: Path) -> TrainConfig:
+    """The config of an existing run; ``ConfigError`` for a missing or foreign directory."""
+    return read_run_config(run_dir, FORMAT, config_from_dict, "relational-rnn run config")
 
 
 def model_weights(tensors: dict[str, Tensor]) -> dict[str, Tensor]:

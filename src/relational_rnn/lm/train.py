@@ -34,7 +34,6 @@ from tqdm import tqdm
 
 from ..checkpoint import load_latest, save_checkpoint, write_atomic
 from ..config import ConfigError
-from ..config import read_json as read_json_file
 from ..train import (
     CONFIG,
     METRICS,
@@ -46,6 +45,7 @@ from ..train import (
     model_weights,
     optimizer_state,
     read_metrics,
+    read_run_config,
     restore_optimizer,
     strip,
 )
@@ -111,19 +111,7 @@ def unigram_baseline(corpus: Corpus, ids: Tensor) -> dict[str, float]:
 
 def read_lm_config(run_dir: Path) -> LMConfig:
     """The config of an existing language-model run; ``ConfigError`` if there is none."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"run directory {run_dir} does not exist")
-    path = run_dir / CONFIG
-    if not path.exists():
-        raise ConfigError(f"{run_dir} is not a run directory: it has no {CONFIG}")
-    data = read_json_file(path, "run config")
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not a language-model run (no format {FORMAT!r})")
-    try:
-        return lm_config_from_dict(data)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+    return read_run_config(run_dir, FORMAT, lm_config_from_dict, "language-model run")
 
 
 def read_vocab(run_dir: Path) -> Vocabulary:
