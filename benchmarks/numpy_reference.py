@@ -5,7 +5,7 @@
 Measures forward and forward + backward (full BPTT, a gradient on every output) of the
 gated-slot Relational RNN at B=64, T=50, input 32, hidden 64, 4 slots of 64, 2 heads,
 at a larger configuration, and of the RMC-memory Relational RNN, in float32. Reports
-batch x steps per second (the best of ``--repeats`` timed runs after one warm-up), prints
+batch x steps per second (the median of ``--repeats`` timed runs after one warm-up), prints
 a Markdown table and writes it to benchmarks/results/numpy_reference.md.
 
 NumPy's forward keeps what its backward needs; PyTorch's forward runs under
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -58,15 +59,15 @@ CONFIGS = [
 ]
 
 
-def best_time(function, repeats: int) -> float:
-    """The shortest of ``repeats`` timed calls, after one warm-up call."""
+def median_time(function, repeats: int) -> float:
+    """The median of ``repeats`` timed calls, after one warm-up call."""
     function()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return statistics.median(times)
 
 
 def measure(config: Config, repeats: int) -> dict[str, tuple[float, float]]:
@@ -103,12 +104,12 @@ def measure(config: Config, repeats: int) -> dict[str, tuple[float, float]]:
     work = config.batch * config.steps
     return {
         "NumPy reference": (
-            work / best_time(lambda: model.forward(params, x), repeats),
-            work / best_time(numpy_forward_backward, repeats),
+            work / median_time(lambda: model.forward(params, x), repeats),
+            work / median_time(numpy_forward_backward, repeats),
         ),
         "PyTorch": (
-            work / best_time(torch_forward, repeats),
-            work / best_time(torch_forward_backward, repeats),
+            work / median_time(torch_forward, repeats),
+            work / median_time(torch_forward_backward, repeats),
         ),
     }
 
@@ -152,7 +153,7 @@ def main() -> None:
         "# NumPy reference throughput",
         "",
         f"`{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}` on {machine(args.threads)}.",
-        "Batch x steps per second, best of "
+        "Batch x steps per second, median of "
         f"{args.repeats} runs; forward + backward is full BPTT with a gradient on every output.",
         "",
         "| model (Relational RNN) | B | T | I | H | slots x size | heads | implementation "
