@@ -1,6 +1,6 @@
 """Every model learns the key-value recall problem, deterministically under a seed.
 
-Uses the training loop of examples/train_recall.py, the README's first job.
+Uses the training loop of examples/train_recall.py.
 """
 
 import importlib.util
