@@ -1,5 +1,6 @@
 """The relational-rnn command: help, the subcommands' files, and one-line errors."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from relational_rnn.cli import main
+from relational_rnn.cli import main, make_parser
 
 TINY = [
     "--task",
@@ -61,6 +62,19 @@ def test_help_works_and_documents_every_flag(capsys, command):
     assert status == 0 and "usage: relational-rnn" in out
     flags = [word for word in out.split() if word.startswith("--")]
     assert "--help" in flags
+
+
+def test_every_subcommand_argument_has_help():
+    parser = make_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(SUBCOMMANDS) <= set(subparsers.choices)
+    for name, subparser in [("relational-rnn", parser), *subparsers.choices.items()]:
+        for action in subparser._actions:
+            label = "/".join(action.option_strings) or action.dest
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help and action.help.strip(), f"{name} {label} has no help"
+            assert action.help != argparse.SUPPRESS, f"{name} {label} is hidden"
 
 
 def test_console_script_and_module_run():
@@ -159,6 +173,10 @@ def foreign_run(tmp_path):
         (["train", "--batch-size", "-3"], "batch_size must be >= 1"),
         (["train", "--steps", "0"], "steps must be >= 1"),
         (["train", "--lr", "0"], "lr must be > 0"),
+        (["train", "--lr", "inf"], "lr must be > 0 and finite"),
+        (["train", "--lr", "nan"], "lr must be > 0 and finite"),
+        (["train", "--clip-norm", "nan"], "clip_norm must be >= 0"),
+        (["train", "--weight-decay", "inf"], "weight_decay must be >= 0"),
         (["train", "--slot-size", "30", "--num-heads", "4"], "divisible by num_heads"),
         (["train", "--task-option", "dims=0"], "dims must be >= 1"),
         (["train", "--task-option", "depth=3"], "no option 'depth'"),
@@ -226,3 +244,25 @@ def test_errors_from_the_installed_command_have_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("relational-rnn: error: model")
     assert "Traceback" not in result.stderr
+
+
+def test_eval_out_into_a_missing_folder_is_one_line(tmp_path, capsys):
+    run = trained(tmp_path, capsys)
+    status, _, err = run_main(capsys, "eval", run, "--size", "10", "--out", tmp_path / "no/e.json")
+    assert status == 2 and err.startswith("relational-rnn: error: cannot write")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_attention_with_an_empty_step_list_is_one_line(tmp_path, capsys):
+    run = trained(tmp_path, capsys)
+    status, _, err = run_main(capsys, "attention", run, "--steps", "")
+    assert status == 2 and "--steps lists no time step" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_resume_to_no_more_steps_is_refused(tmp_path, capsys):
+    run = trained(tmp_path, capsys)
+    for steps in ("4", "2"):
+        status, _, err = run_main(capsys, "train", "--resume", run, "--steps", steps)
+        assert status == 2 and "already at step 4" in err, err
+        assert err.count("\n") == 1 and "Traceback" not in err

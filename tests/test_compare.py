@@ -43,3 +43,19 @@ def test_default_comparison_rmc_beats_lstm_by_20_points(tmp_path, capsys):
     table = (tmp_path / "compare.md").read_text()
     difference = float(re.search(r"rmc − lstm: ([+-][\d.]+) points", table).group(1))
     assert difference >= 20, table
+
+
+def test_a_diverged_run_is_an_error_not_an_interruption(tmp_path, capsys, monkeypatch):
+    def diverged(configs, runs, jobs, threads):
+        return {key: {"status": "diverged"} for key in runs}
+
+    monkeypatch.setattr(compare, "train_all", diverged)
+    try:
+        status = main(["compare", "--models", "lstm", "--seeds", "1", "--out", str(tmp_path)])
+    except SystemExit as exit:
+        status = exit.code
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2
+    errors = [line for line in err if line.startswith("relational-rnn: error: ")]
+    assert len(errors) == 1 and "lstm-seed0" in errors[0] and "--lr" in errors[0], err
+    assert not any("Traceback" in line or "interrupted" in line for line in err)

@@ -116,3 +116,63 @@ def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys, run_dir, text_f
     assert err.startswith("relational-rnn: error: ") and err.count("\n") == 1, err
     assert message in err
     assert "Traceback" not in err
+
+
+def assert_one_line_error(status, err, message):
+    assert status == 2
+    assert err.startswith("relational-rnn: error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_new_run_refuses_a_folder_with_leftover_checkpoints(tmp_path, capsys, text_file):
+    out = tmp_path / "used"
+    (out / "checkpoints").mkdir(parents=True)
+    argv = ["train", "--task", "lm-char", "--data", text_file, *TINY, "--steps", "2"]
+    status, _, err = run_main(capsys, *argv, "--out", out)
+    assert_one_line_error(status, err, "checkpoints")
+    assert not (out / "config.json").exists()
+
+
+def test_new_run_keeps_an_old_metrics_file(tmp_path, capsys, text_file):
+    out = tmp_path / "used"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"kind": "eval", "step": 0}\n')
+    argv = ["train", "--task", "lm-char", "--data", text_file, *TINY, "--steps", "2"]
+    status, _, err = run_main(capsys, *argv, "--out", out)
+    assert_one_line_error(status, err, "metrics.jsonl")
+    assert (out / "metrics.jsonl").read_text() == '{"kind": "eval", "step": 0}\n'
+
+
+def test_checkpoint_that_does_not_fit_gives_one_line(run_dir, capsys):
+    path = run_dir / "config.json"
+    config = json.loads(path.read_text())
+    config["embed_size"] = 16
+    path.write_text(json.dumps(config))
+    status, _, err = run_main(capsys, "sample", run_dir, "--length", "5")
+    assert_one_line_error(status, err, "does not fit")
+    status, _, err = run_main(capsys, "train", "--resume", run_dir, "--steps", "6")
+    assert_one_line_error(status, err, "does not fit")
+
+
+def test_language_models_refuse_torchrun(tmp_path, capsys, text_file, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    argv = ["train", "--task", "lm-char", "--data", text_file, *TINY, "--steps", "2"]
+    status, _, err = run_main(capsys, *argv, "--out", tmp_path / "run")
+    assert_one_line_error(status, err, "run without torchrun")
+
+
+def test_a_diverging_language_model_stops_with_one_line(tmp_path, capsys, text_file):
+    out = tmp_path / "run"
+    argv = ["train", "--task", "lm-char", "--data", text_file, *TINY, "--steps", "20"]
+    extra = ["--lr", "1e30", "--clip-norm", "0", "--max-nonfinite-steps", "2", "--out", out]
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        status, _, err = run_main(capsys, *argv, *extra)
+    lines = [line for line in err.splitlines() if line.startswith("relational-rnn: ")]
+    assert status == 1, err
+    assert len(lines) == 1 and "non-finite steps in a row" in lines[0], err
+    assert "Traceback" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["skipped_steps"] >= 2
+    assert summary["steps"] < 20

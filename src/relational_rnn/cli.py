@@ -255,21 +255,29 @@ def train_in(world: World, args: argparse.Namespace) -> int:
         return INTERRUPTED
     if summary["status"] == "diverged":
         if world.is_main:
-            print(
-                f"relational-rnn: stopped: {run.config.max_nonfinite_steps} non-finite steps "
-                "in a row (NaN or Inf in the loss or the gradients); the checkpoints hold the "
-                "last finite weights; try a lower --lr or --clip-norm",
-                file=sys.stderr,
-            )
+            report_divergence(run.config.max_nonfinite_steps)
         return DIVERGED
     return 0
+
+
+def report_divergence(max_nonfinite_steps: int) -> None:
+    """The one line that says a run stopped as ``diverged``."""
+    print(
+        f"relational-rnn: stopped: {max_nonfinite_steps} non-finite steps "
+        "in a row (NaN or Inf in the loss or the gradients); the checkpoints hold the "
+        "last finite weights; try a lower --lr or --clip-norm",
+        file=sys.stderr,
+    )
 
 
 def command_eval(args: argparse.Namespace) -> int:
     with user_errors():
         result = evaluate_run(args.run_dir, seed=args.seed, size=args.size)
-    out = args.out or Path(args.run_dir) / "eval.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+        out = args.out or Path(args.run_dir) / "eval.json"
+        try:
+            out.write_text(json.dumps(result, indent=2) + "\n")
+        except OSError as error:
+            raise ConfigError(f"cannot write {out}: {error.strerror or error}") from None
     print(
         f"test set (seed {args.seed}, {args.size} examples) at step {result['step']}: "
         f"{format_metrics(result['metrics'])}; baseline {format_metrics(result['baseline'])}"
@@ -319,6 +327,8 @@ def command_attention(args: argparse.Namespace) -> int:
     from .plots import plot_attention  # matplotlib loads only when a figure is drawn
 
     with user_errors():
+        if args.steps == []:
+            raise ConfigError("--steps lists no time step; give comma-separated steps, e.g. 0,5")
         paths = plot_attention(args.run_dir, args.out, seed=args.seed, steps=args.steps)
     for path in paths:
         print(f"wrote {path}")
@@ -378,8 +388,8 @@ def make_parser() -> argparse.ArgumentParser:
         "compare",
         help="train several models with matched parameter counts over several seeds",
         description="Train several models on one task with parameter counts matched within "
-        "10% (the LSTM's and the Relational RNN's hidden_size is chosen to match the first "
-        "model with a memory), over several seeds; write a markdown table and a PNG of "
+        "10% (the others' hidden_size is chosen to match the RMC when it is listed, else "
+        "the first model with a memory), over several seeds; write a markdown table and a PNG of "
         "learning curves. With no arguments it runs the default comparison: the RMC "
         "against the LSTM on a reduced Nth-farthest task.",
     )

@@ -136,8 +136,7 @@ def compare(
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     summaries = train_all(configs, runs, jobs, threads)
-    if any(summary["status"] != "finished" for summary in summaries.values()):
-        raise KeyboardInterrupt
+    check_statuses(summaries, runs)
     total = time.perf_counter() - started
     machine = (
         f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch "
@@ -148,6 +147,22 @@ def compare(
     (out / "compare.md").write_text(table)
     plot_comparison(runs, out / "compare.png")
     return table
+
+
+def check_statuses(
+    summaries: dict[tuple[str, int], dict], runs: dict[tuple[str, int], Path]
+) -> None:
+    """Raise ``ConfigError`` if a run diverged (re-running would not help), or
+    ``KeyboardInterrupt`` if one stopped early otherwise (re-running continues it)."""
+    diverged = [runs[key] for key, summary in summaries.items() if summary["status"] == "diverged"]
+    if diverged:
+        names = ", ".join(str(path) for path in diverged)
+        raise ConfigError(
+            f"run {names} diverged (NaN or Inf in the loss or the gradients); "
+            "try a lower --lr or --clip-norm with another --out"
+        )
+    if any(summary["status"] != "finished" for summary in summaries.values()):
+        raise KeyboardInterrupt
 
 
 def train_all(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,14 +90,13 @@ class OptimConfig:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be > 0 and finite, got {self.lr}")
         check_choice("schedule", self.schedule, SCHEDULES)
         for name in ("warmup_steps", "clip_norm", "weight_decay"):
-            if getattr(self, name) < 0:
-                raise ConfigError(
-                    f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)}"
-                )
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be >= 0 (0 turns it off) and finite, got {value}")
 
 
 @dataclass

@@ -166,6 +166,35 @@ def model_weights(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
 
 
+def check_more_steps(changes: dict[str, Any], step: int, run_dir: Path) -> None:
+    """Raise if ``changes`` set ``steps`` to no more than the run's current ``step``."""
+    steps = changes.get("steps")
+    if steps is not None and steps <= step:
+        raise ConfigError(
+            f"{run_dir} is already at step {step}; --steps {steps} would not train it "
+            f"further; give --steps greater than {step}"
+        )
+
+
+def check_new_run_directory(
+    run_dir: Path, keep_checkpoints: int, model: nn.Module, leftovers: tuple[str, ...] = ()
+) -> None:
+    """Check, before any training, that ``run_dir`` can take a new run of ``model``: it
+    holds no run (nor files of one, nor ``leftovers``), can be written, and has room for
+    ``keep_checkpoints`` + 1 checkpoints. Creates the directory."""
+    run_dir = Path(run_dir)
+    if (run_dir / CONFIG).exists():
+        raise ConfigError(
+            f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+            "or choose another --out"
+        )
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file, not a directory")
+    check_no_other_run(run_dir, (CHECKPOINTS, METRICS, SUMMARY, *leftovers))
+    check_writable(run_dir)
+    check_disk_space(run_dir, keep_checkpoints + 1, checkpoint_bytes(model))
+
+
 def load_weights(
     model: nn.Module, tensors: dict[str, Tensor], meta: dict[str, Any], run_dir: Path
 ) -> None:
@@ -365,6 +394,7 @@ class Run:
             raise ConfigError(f"a resumed run keeps its config; cannot change {names}")
         run = cls(config_from_dict(changes, config), run_dir, world)
         run.load()
+        check_more_steps(changes, run.counters.step, run_dir)
         if changes and run.world.is_main:
             write_atomic(run.run_dir / CONFIG, json.dumps(run.config.to_dict(), indent=2).encode())
         return run
@@ -373,16 +403,7 @@ class Run:
         """Check, before any training, that the run directory can take this new run,
         then create it with the run's config."""
         run_dir = self.run_dir
-        if (run_dir / CONFIG).exists():
-            raise ConfigError(
-                f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-                "or choose another --out"
-            )
-        if run_dir.exists() and not run_dir.is_dir():
-            raise ConfigError(f"--out {run_dir} is a file, not a directory")
-        check_no_other_run(run_dir, (CHECKPOINTS, METRICS, SUMMARY))
-        check_writable(run_dir)
-        check_disk_space(run_dir, self.config.keep_checkpoints + 1, checkpoint_bytes(self.model))
+        check_new_run_directory(run_dir, self.config.keep_checkpoints, self.model)
         write_atomic(run_dir / CONFIG, json.dumps(self.config.to_dict(), indent=2).encode())
 
     def newest_checkpoint(self) -> tuple[dict[str, Tensor], dict[str, Any]]:

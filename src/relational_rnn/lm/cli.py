@@ -9,12 +9,23 @@ batch size, steps, time budget, seed, intervals) and those of ``LM_FLAGS``;
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import INTERRUPTED, Flag, add_threads, config_overrides, user_errors
+from ..checkpoint import CheckpointError
+from ..cli import (
+    DIVERGED,
+    INTERRUPTED,
+    Flag,
+    add_threads,
+    config_overrides,
+    report_divergence,
+    user_errors,
+)
 from ..config import ConfigError, read_json
+from ..distributed import world_from_env
 from .config import FORMAT, TASKS, LMConfig, lm_config_from_dict
 from .train import LMRun, format_lm_metrics, load_lm
 
@@ -101,6 +112,8 @@ def lm_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def train_lm(args: argparse.Namespace) -> int:
     """``relational-rnn train`` for a language model; returns the exit status."""
     with user_errors():
+        if world_from_env(os.environ).distributed:
+            raise ConfigError("language models train in one process; run without torchrun")
         overrides = lm_overrides(args)
         if args.resume is not None:
             if args.out is not None:
@@ -121,7 +134,10 @@ def train_lm(args: argparse.Namespace) -> int:
         f"step {run.counters.step}",
         file=sys.stderr,
     )
-    summary = run.train(progress=args.progress)
+    try:
+        summary = run.train(progress=args.progress)
+    except CheckpointError as error:
+        raise ConfigError(f"training stopped: {error}") from None
     line = (
         f"{summary['status']} at step {summary['steps']} after {summary['wall_time_s']:.1f} s "
         f"({summary['tokens_per_s']:,.0f} tokens/s): validation "
@@ -133,6 +149,9 @@ def train_lm(args: argparse.Namespace) -> int:
     if summary["status"] == "interrupted":
         print(f"continue with: relational-rnn train --resume {run.run_dir}", file=sys.stderr)
         return INTERRUPTED
+    if summary["status"] == "diverged":
+        report_divergence(run.config.max_nonfinite_steps)
+        return DIVERGED
     return 0
 
 

@@ -30,7 +30,8 @@ class LMConfig:
     and resetting it at the end of every pass. Evaluation reads the whole validation
     (or test) split as ``eval_columns`` contiguous columns, carrying the state across
     the whole split. It stops after ``steps`` or ``time_budget`` seconds (wall time,
-    evaluations included), whichever comes first.
+    evaluations included), whichever comes first. A step with a NaN or infinite loss or
+    gradient is skipped; ``max_nonfinite_steps`` such steps in a row stop the run.
     """
 
     level: str = "char"
@@ -50,12 +51,13 @@ class LMConfig:
     log_every: int = 20
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
+    max_nonfinite_steps: int = 10
 
     def __post_init__(self) -> None:
         check_choice("level", self.level, LEVELS)
         for name in ("embed_size", "batch_size", "bptt", "eval_columns", "eval_every"):
             check_positive_int(name, getattr(self, name))
-        for name in ("log_every", "checkpoint_every", "keep_checkpoints"):
+        for name in ("log_every", "checkpoint_every", "keep_checkpoints", "max_nonfinite_steps"):
             check_positive_int(name, getattr(self, name))
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")

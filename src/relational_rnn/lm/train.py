@@ -23,26 +23,30 @@ import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from ..checkpoint import load_latest, save_checkpoint, write_atomic
 from ..config import ConfigError
+from ..guard import NonFiniteWarning, gradient_norm, is_finite
 from ..train import (
     CONFIG,
     METRICS,
     SUMMARY,
     StopRequest,
     build_core,
+    check_more_steps,
+    check_new_run_directory,
     derive_seed,
     learning_rate,
-    model_weights,
+    load_weights,
     optimizer_state,
     read_metrics,
     read_run_config,
@@ -130,8 +134,8 @@ def load_lm(run_dir: Path) -> tuple[LMConfig, Vocabulary, LanguageModel]:
     config = read_lm_config(run_dir)
     vocab = read_vocab(run_dir)
     model = build_lm(config, len(vocab))
-    tensors, _ = load_latest(run_dir)
-    model.load_state_dict(model_weights(tensors))
+    tensors, meta = load_latest(run_dir)
+    load_weights(model, tensors, meta, run_dir)
     return config, vocab, model.eval()
 
 
@@ -152,6 +156,8 @@ class LMCounters:
     position: int = 0  # the column offset of the next training chunk
     elapsed_s: float = 0.0  # wall time of the whole run, evaluations included
     train_time_s: float = 0.0  # wall time of the training steps alone
+    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient
+    nonfinite_in_a_row: int = 0  # of them, the latest without a good step between
 
 
 class LMRun:
@@ -191,10 +197,9 @@ class LMRun:
             )
         corpus = load_corpus(config.level, Path(config.data))
         run = cls(config, run_dir, corpus)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        check_new_run_directory(run_dir, config.keep_checkpoints, run.model, (VOCAB,))
         write_atomic(run_dir / VOCAB, corpus.vocab.to_json().encode())
         write_atomic(run_dir / CONFIG, json.dumps(config.to_dict(), indent=2).encode())
-        (run_dir / METRICS).unlink(missing_ok=True)
         run.log({"kind": "baseline", "step": 0, **unigram_baseline(corpus, corpus.valid)})
         run.log({"kind": "eval", "step": 0, "elapsed_s": 0.0, **run.evaluate()})
         run.checkpoint()
@@ -216,6 +221,7 @@ class LMRun:
             )
         run = cls(config, run_dir, corpus)
         run.load()
+        check_more_steps(changes, run.counters.step, run_dir)
         if changes:
             write_atomic(run.run_dir / CONFIG, json.dumps(config.to_dict(), indent=2).encode())
         return run
@@ -248,7 +254,7 @@ class LMRun:
     def load(self) -> None:
         """Restore the newest good checkpoint and drop the metrics logged after it."""
         tensors, meta = load_latest(self.run_dir)
-        self.model.load_state_dict(model_weights(tensors))
+        load_weights(self.model, tensors, meta, self.run_dir)
         restore_optimizer(self.optimizer, tensors, meta["optimizer"])
         torch.set_rng_state(tensors["rng.torch"])
         self.counters = LMCounters(**meta["counters"])
@@ -258,6 +264,23 @@ class LMRun:
             self.state = parts[0] if isinstance(template, Tensor) else type(template)(*parts)
         kept = [r for r in read_metrics(self.run_dir) if r["step"] <= self.counters.step]
         write_atomic(self.run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+    def diverged(self) -> bool:
+        """Whether the latest ``max_nonfinite_steps`` steps were all skipped."""
+        return self.counters.nonfinite_in_a_row >= self.config.max_nonfinite_steps
+
+    def skip_step(self) -> None:
+        """Count a step skipped for a non-finite loss or gradient, and warn."""
+        counters = self.counters
+        counters.skipped_steps += 1
+        counters.nonfinite_in_a_row += 1
+        warnings.warn(
+            f"step {counters.step}: non-finite loss or gradient, step skipped "
+            f"({counters.nonfinite_in_a_row} in a row, at most "
+            f"{self.config.max_nonfinite_steps}; {counters.skipped_steps} in all)",
+            NonFiniteWarning,
+            stacklevel=3,
+        )
 
     def finished(self) -> bool:
         config, counters = self.config, self.counters
@@ -271,8 +294,10 @@ class LMRun:
             return self.counters.step / self.config.steps
         return min(1.0, self.counters.elapsed_s / self.config.time_budget)
 
-    def train_step(self) -> tuple[float, int]:
-        """One optimizer step on the next chunk: returns its mean loss and its tokens."""
+    def train_step(self) -> tuple[float, int, bool]:
+        """One optimizer step on the next chunk: returns its mean loss, its tokens and
+        whether the step was taken (one with a non-finite loss or gradient is skipped:
+        the weights stay and the carried state starts afresh)."""
         config, counters = self.config, self.counters
         start = counters.position
         inputs = self.inputs[:, start : start + config.bptt]  # (B, T)
@@ -284,15 +309,17 @@ class LMRun:
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if config.optim.clip_norm:
-            nn.utils.clip_grad_norm_(self.model.parameters(), config.optim.clip_norm)
-        self.optimizer.step()
+        norm = gradient_norm(self.model.parameters(), config.optim.clip_norm)
+        value = loss.item()
+        taken = is_finite(value, norm)
+        if taken:
+            self.optimizer.step()
         counters.position = start + inputs.shape[1]
         if counters.position >= self.inputs.shape[1]:  # end of a pass: start afresh
             counters.position, counters.epoch, self.state = 0, counters.epoch + 1, None
         else:
-            self.state = detach_state(state)
-        return loss.item(), targets.numel()
+            self.state = detach_state(state) if taken else None
+        return value, targets.numel(), taken
 
     def train(self, progress: bool | None = None) -> dict[str, Any]:
         """Train until the end of the run or a stop request; returns the summary.
@@ -308,29 +335,36 @@ class LMRun:
             dynamic_ncols=True,
             leave=False,
         )
-        interval = {"loss": 0.0, "tokens": 0, "steps": 0, "time": 0.0}
+        interval = {"loss": 0.0, "scored": 0, "tokens": 0, "steps": 0, "time": 0.0}
         started = time.perf_counter() - counters.elapsed_s
         with self.stop.installed(), bar:
-            while not self.finished() and not self.stop.requested:
+            while not self.finished() and not self.stop.requested and not self.diverged():
                 step_start = time.perf_counter()
-                loss, tokens = self.train_step()
+                loss, tokens, taken = self.train_step()
                 step_time = time.perf_counter() - step_start
                 counters.step += 1
                 counters.tokens += tokens
                 counters.train_time_s += step_time
-                interval["loss"] += loss * tokens
+                if taken:
+                    counters.nonfinite_in_a_row = 0
+                    interval["loss"] += loss * tokens
+                    interval["scored"] += tokens
+                else:
+                    self.skip_step()
                 interval["tokens"] += tokens
                 interval["steps"] += 1
                 interval["time"] += step_time
                 counters.elapsed_s = time.perf_counter() - started
                 bar.update(1)
-                last = self.finished() or self.stop.requested
+                last = self.finished() or self.stop.requested or self.diverged()
                 if counters.step % config.log_every == 0 or last:
                     record = self.train_record(interval)
                     self.log(record)
-                    bar.set_postfix(
-                        loss=f"{record['loss']:.3f}", tokens_s=f"{record['tokens_per_s']:.0f}"
-                    )
+                    if record["loss"] is not None:
+                        bar.set_postfix(
+                            loss=f"{record['loss']:.3f}",
+                            tokens_s=f"{record['tokens_per_s']:.0f}",
+                        )
                     interval = dict.fromkeys(interval, 0)
                 if counters.step % config.eval_every == 0 or last:
                     metrics = self.evaluate()
@@ -353,14 +387,19 @@ class LMRun:
         return self.write_summary()
 
     def train_record(self, interval: dict[str, float]) -> dict[str, Any]:
-        tokens = interval["tokens"]
+        """The ``train`` record of the steps since the last one; the metrics cover the
+        steps taken (null if every step was skipped)."""
+        scored = interval["scored"]
+        metrics = lm_metrics(interval["loss"] / scored, self.config.level) if scored else None
+        if metrics is None:
+            metrics = dict.fromkeys(lm_metrics(0.0, self.config.level))
         return {
             "kind": "train",
             "step": self.counters.step,
             "elapsed_s": self.counters.elapsed_s,
             "epoch": self.counters.epoch,
-            **lm_metrics(interval["loss"] / tokens, self.config.level),
-            "tokens_per_s": tokens / max(interval["time"], 1e-9),
+            **metrics,
+            "tokens_per_s": interval["tokens"] / max(interval["time"], 1e-9),
             "lr": self.optimizer.param_groups[0]["lr"],
         }
 
@@ -371,8 +410,9 @@ class LMRun:
         evals = [r for r in records if r["kind"] == "eval"]
         baseline = next(r for r in records if r["kind"] == "baseline")
         counters = self.counters
+        status = "finished" if self.finished() else "interrupted"
         summary = {
-            "status": "finished" if self.finished() else "interrupted",
+            "status": "diverged" if self.diverged() else status,
             "task": self.config.task,
             "model": self.config.model.kind,
             "parameters": self.parameters,
@@ -382,6 +422,7 @@ class LMRun:
             "tokens": counters.tokens,
             "wall_time_s": counters.elapsed_s,
             "tokens_per_s": counters.tokens / max(counters.train_time_s, 1e-9),
+            "skipped_steps": counters.skipped_steps,
             "final": strip(evals[-1]),
             "best_valid_loss": min(r["loss"] for r in evals),
             "baseline": strip(baseline),
