@@ -15,6 +15,18 @@ def split_heads(x: Tensor, num_heads: int) -> Tensor:
     return x.view(batch_size, rows, num_heads, width // num_heads).transpose(1, 2)
 
 
+def split_qkv(qkv: Tensor, num_heads: int, sizes: list[int]) -> list[Tensor]:
+    """(B, R, h * sum(sizes)), each head's features [q | k | v] of ``sizes``, -> q, k, v,
+    each (B, h, R, size).
+
+    Splitting before moving the head axis lets backward assemble the gradient directly in
+    the input's layout (one concatenation, no further copy).
+    """
+    batch_size, rows, _ = qkv.shape
+    parts = qkv.view(batch_size, rows, num_heads, sum(sizes)).split(sizes, dim=-1)
+    return [part.transpose(1, 2) for part in parts]
+
+
 def merge_heads(x: Tensor) -> Tensor:
     """(B, h, R, d) -> (B, R, h * d)."""
     batch_size, num_heads, rows, head_size = x.shape
@@ -56,12 +68,28 @@ class MultiHeadAttention(nn.Module):
         self.value = nn.Linear(size, size)
         self.output = nn.Linear(size, size)
 
+    def fused_weights(self) -> tuple[Tensor, Tensor]:
+        """W_q, W_k, W_v stacked head by head (3 * size, size), [q | k | v] within each
+        head as ``split_qkv`` reads them, and their biases (3 * size,): one matmul."""
+        layers = (self.query, self.key, self.value)
+        per_head = (3, self.num_heads, self.size // self.num_heads)  # (3, h, d)
+        weight = torch.stack([layer.weight for layer in layers]).view(*per_head, self.size)
+        bias = torch.stack([layer.bias for layer in layers]).view(per_head)
+        return weight.transpose(0, 1).reshape(-1, self.size), bias.transpose(0, 1).reshape(-1)
+
+    def heads(self, memory: Tensor, qkv_weight: Tensor, qkv_bias: Tensor) -> Tensor:
+        """The heads' results concatenated, before W_o: memory (B, N, size) -> (B, N, size).
+
+        ``qkv_weight`` and ``qkv_bias`` come from ``fused_weights``.
+        """
+        qkv = F.linear(memory, qkv_weight, qkv_bias)  # (B, N, 3 * size)
+        head_size = self.size // self.num_heads
+        queries, keys, values = split_qkv(qkv, self.num_heads, [head_size] * 3)  # (B, h, N, d)
+        scale = head_size**-0.5
+        return attend(queries, keys, values, scale)  # (B, N, size)
+
     def forward(self, memory: Tensor) -> Tensor:
-        queries = split_heads(self.query(memory), self.num_heads)  # (B, h, N, d)
-        keys = split_heads(self.key(memory), self.num_heads)  # (B, h, N, d)
-        values = split_heads(self.value(memory), self.num_heads)  # (B, h, N, d)
-        scale = (self.size // self.num_heads) ** -0.5
-        return self.output(attend(queries, keys, values, scale))  # (B, N, size)
+        return self.output(self.heads(memory, *self.fused_weights()))  # (B, N, size)
 
     def extra_repr(self) -> str:
         return f"size={self.size}, num_heads={self.num_heads}"

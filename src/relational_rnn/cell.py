@@ -15,7 +15,14 @@ from ._checks import (
     check_state,
     check_step_input,
 )
-from .memory import MEMORY_INITS, GatedSlotMemoryCell, RelationalMemoryCell, initial_memory
+from .memory import (
+    MEMORY_INITS,
+    GatedSlotMemoryCell,
+    RelationalMemoryCell,
+    check_recompute,
+    initial_memory,
+    scan,
+)
 
 MEMORIES = ("gated_slot", "rmc")
 
@@ -137,7 +144,9 @@ class RelationalRNNCell(nn.Module):
         h, c, memory = self.check_state(state, x.shape[0])
         h, c = self.lstm(x, (h, c))  # (B, H) each
         memory = self.memory.step(self.memory.project_input(h), memory)  # (B, N, S)
-        return self.readout(h, memory.mean(dim=1)), RelationalRNNState(h, c, memory)
+        # Under autocast the LSTM returns bfloat16; the state keeps the parameters' dtype.
+        state = RelationalRNNState(h.to(x.dtype), c.to(x.dtype), memory)
+        return self.readout(h, memory.mean(dim=1)), state
 
     def extra_repr(self) -> str:
         return (
@@ -158,6 +167,8 @@ class RelationalRNN(nn.Module):
     The memory does not feed back into the LSTM, so the LSTM runs over the whole
     sequence in one fused call; the input terms of the memory and the readout are also
     computed for all steps at once, and only the memory update runs step by step.
+    ``recompute=True`` recomputes the memory steps in backward instead of storing their
+    intermediate results (see ``relational_rnn.memory.scan``); the results are the same.
     """
 
     def __init__(
@@ -171,6 +182,7 @@ class RelationalRNN(nn.Module):
         memory_init: str = "identity",
         output_size: int | None = None,
         batch_first: bool = True,
+        recompute: bool = False,
     ) -> None:
         super().__init__()
         self.cell = RelationalRNNCell(
@@ -184,6 +196,7 @@ class RelationalRNN(nn.Module):
             output_size=output_size,
         )
         self.batch_first = bool(batch_first)
+        self.recompute = check_recompute(recompute)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.output_size = output_size if output_size is not None else hidden_size
@@ -197,7 +210,7 @@ class RelationalRNN(nn.Module):
     ) -> tuple[Tensor, RelationalRNNState]:
         cell = self.cell
         like = cell.read.weight
-        x, batch_size, steps = check_sequence(x, self.input_size, self.batch_first, like)
+        x, batch_size, _ = check_sequence(x, self.input_size, self.batch_first, like)
         h, c, memory = cell.check_state(state, batch_size)
         lstm = cell.lstm
         weights = [lstm.weight_ih, lstm.weight_hh, lstm.bias_ih, lstm.bias_hh]
@@ -207,14 +220,13 @@ class RelationalRNN(nn.Module):
             x, (h.unsqueeze(0), c.unsqueeze(0)), weights, True, 1, 0.0, self.training, False, True
         )  # hidden (B, T, H)
         projected = cell.memory.project_input(hidden)  # each (B, T, ...)
-        memory_means = []
-        for t in range(steps):
-            memory = cell.memory.step(tuple(p[:, t] for p in projected), memory)  # (B, N, S)
-            memory_means.append(memory.mean(dim=1))
-        output = cell.readout(hidden, torch.stack(memory_means, dim=1))  # (B, T, output)
+        memories = scan(cell.memory, projected, memory, self.recompute)  # T of (B, N, S)
+        memory_means = torch.stack(memories, dim=1).mean(dim=2)  # (B, T, S)
+        output = cell.readout(hidden, memory_means)  # (B, T, output)
         if not self.batch_first:
             output = output.transpose(0, 1)
-        return output, RelationalRNNState(h_last.squeeze(0), c_last.squeeze(0), memory)
+        h, c = h_last.squeeze(0).to(x.dtype), c_last.squeeze(0).to(x.dtype)  # as in the cell
+        return output, RelationalRNNState(h, c, memories[-1])
 
     def extra_repr(self) -> str:
-        return f"batch_first={self.batch_first}"
+        return f"batch_first={self.batch_first}, recompute={self.recompute}"

@@ -3,8 +3,11 @@
 Both memory cells split a step in two, so that sequence models can do the part that
 depends only on the input for all time steps at once:
 
-    projected = cell.project_input(x)       # x (..., I): any leading axes, e.g. (B, T, I)
-    memory    = cell.step(projected, memory) # one step, projected[k] of shape (B, ...)
+    projected = cell.project_input(x)                 # x (..., I): any leading axes, e.g. (B, T, I)
+    weights   = cell.step_weights()                   # weights fused once per sequence
+    memory    = cell.step(projected, memory, weights)  # one step, projected[k] of shape (B, ...)
+
+``scan`` runs the steps over a whole sequence.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ._checks import (
     check_choice,
@@ -21,7 +25,7 @@ from ._checks import (
     check_state,
     check_step_input,
 )
-from .attention import MultiHeadAttention, attend, attention_weights, split_heads
+from .attention import MultiHeadAttention, attend, attention_weights, split_qkv
 
 GATE_STYLES = ("unit", "memory", None)
 MEMORY_INITS = ("identity", "zeros")
@@ -56,6 +60,40 @@ def _check_memory(memory: Tensor | None, batch_size: int, cell: nn.Module, like:
     if memory is None:
         return cell.initial_state(batch_size)
     return check_state("memory", memory, (batch_size, cell.mem_slots, cell.mem_size), like)
+
+
+def check_recompute(recompute: object) -> bool:
+    """Return ``recompute`` if it is a bool, else raise (a string such as "no" is not)."""
+    if not isinstance(recompute, bool):
+        raise TypeError(f"recompute must be True or False, got {recompute!r}")
+    return recompute
+
+
+def scan(
+    cell: nn.Module, projected: tuple[Tensor, ...], memory: Tensor, recompute: bool = False
+) -> list[Tensor]:
+    """The memory (B, N, S) after each step, from ``cell.project_input`` of a whole sequence.
+
+    projected: each (B, T, ...). With ``recompute`` the steps' intermediate results are
+    not kept for backward but recomputed from each step's inputs (torch.utils.checkpoint):
+    a fraction of the activation memory for about one more forward pass of compute.
+    """
+    weights = cell.step_weights()
+    memories = []
+    for step_input in zip(*(p.unbind(1) for p in projected), strict=True):
+        if recompute:
+            memory = checkpoint(
+                cell.step,
+                step_input,
+                memory,
+                weights,
+                use_reentrant=False,
+                preserve_rng_state=False,
+            )
+        else:
+            memory = cell.step(step_input, memory, weights)
+        memories.append(memory)
+    return memories
 
 
 class MLP(nn.Module):
@@ -101,8 +139,9 @@ class AttentionBlock(nn.Module):
 
     def queries_keys_values(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """rows (B, R, S) -> q, k (B, h, R, key_size) and v (B, h, R, head_size)."""
-        qkv = split_heads(self.qkv_norm(self.qkv(rows)), self.num_heads)  # (B, h, R, 2k + v)
-        return qkv.split([self.key_size, self.key_size, self.head_size], dim=-1)
+        qkv = self.qkv_norm(self.qkv(rows))  # (B, R, h * (2k + v))
+        sizes = [self.key_size, self.key_size, self.head_size]
+        return tuple(split_qkv(qkv, self.num_heads, sizes))
 
     def forward(self, rows: Tensor, mlp: MLP, num_queries: int) -> Tensor:
         """rows (B, R, S) -> (B, num_queries, S): the first ``num_queries`` rows updated.
@@ -184,25 +223,38 @@ class RelationalMemoryCell(nn.Module):
         )
 
     def project_input(self, x: Tensor) -> tuple[Tensor, ...]:
-        """x (..., I) -> (x~ (..., S),), and the input's gate term (..., 2g) if gated."""
+        """x (..., I) -> (x~ (..., S),), and if gated the gates' input term (..., 2g):
+        W_i x~ + b_i + b_f + [input_bias | forget_bias], all that does not depend on M."""
         projected = self.input_projection(x)
         if self.gate_style is None:
             return (projected,)
-        return projected, self.input_gate(projected)
+        bias = self.memory_gate.bias  # (2g,)
+        constants = bias.new_tensor([self.input_bias, self.forget_bias])
+        bias = bias + constants.repeat_interleave(bias.shape[0] // 2)  # (2g,)
+        return projected, self.input_gate(projected) + bias
 
-    def step(self, projected: tuple[Tensor, ...], memory: Tensor) -> Tensor:
-        """One update of memory (B, N, S) from one step of ``project_input``'s output."""
+    def step_weights(self) -> tuple[Tensor, ...]:
+        """Nothing to fuse: the RMC's projections are single Linears already."""
+        return ()
+
+    def step(
+        self,
+        projected: tuple[Tensor, ...],
+        memory: Tensor,
+        weights: tuple[Tensor, ...] | None = None,
+    ) -> Tensor:
+        """One update of memory (B, N, S) from one step of ``project_input``'s output
+        (``weights``: unused, for the same interface as the gated slot memory)."""
         rows = torch.cat([memory, projected[0].unsqueeze(1)], dim=1)  # (B, N + 1, S)
         for index, block in enumerate(self.blocks):
             last = index == self.num_blocks - 1
             rows = block(rows, self.mlp, self.mem_slots if last else self.mem_slots + 1)
         if self.gate_style is None:
             return rows  # (B, N, S)
-        gates = projected[1].unsqueeze(1) + self.memory_gate(torch.tanh(memory))  # (B, N, 2g)
+        gates = F.linear(torch.tanh(memory), self.memory_gate.weight)  # (B, N, 2g)
+        gates = torch.sigmoid(gates + projected[1].unsqueeze(1))  # (B, N, 2g)
         input_gate, forget_gate = gates.chunk(2, dim=-1)  # (B, N, g) each
-        input_gate = torch.sigmoid(input_gate + self.input_bias)
-        forget_gate = torch.sigmoid(forget_gate + self.forget_bias)
-        return input_gate * torch.tanh(rows) + forget_gate * memory  # (B, N, S)
+        return torch.addcmul(forget_gate * memory, input_gate, torch.tanh(rows))  # (B, N, S)
 
     def attention_weights(self, x: Tensor, memory: Tensor) -> list[Tensor]:
         """The attention probabilities of each block during one step: (B, h, N + 1, N + 1) each.
@@ -240,6 +292,9 @@ class RelationalMemory(nn.Module):
     ``batch_first=False``), output (B, T, N * S) (time first likewise) and the final
     memory (B, N, S), always batch first. ``memory=None`` starts from ``initial_state``.
     The input projections for all steps are computed in one batched operation.
+
+    ``recompute=True`` saves memory in training: each step's intermediate results are
+    recomputed in backward instead of stored (see ``scan``); the results are the same.
     """
 
     def __init__(
@@ -255,6 +310,7 @@ class RelationalMemory(nn.Module):
         attention_mlp_layers: int = 2,
         key_size: int | None = None,
         batch_first: bool = True,
+        recompute: bool = False,
     ) -> None:
         super().__init__()
         self.cell = RelationalMemoryCell(
@@ -270,6 +326,7 @@ class RelationalMemory(nn.Module):
             key_size=key_size,
         )
         self.batch_first = bool(batch_first)
+        self.recompute = check_recompute(recompute)
         self.input_size = input_size
         self.mem_slots = mem_slots
         self.mem_size = self.cell.mem_size
@@ -281,18 +338,16 @@ class RelationalMemory(nn.Module):
 
     def forward(self, x: Tensor, memory: Tensor | None = None) -> tuple[Tensor, Tensor]:
         like = self.cell.input_projection.weight
-        x, batch_size, steps = check_sequence(x, self.input_size, self.batch_first, like)
+        x, batch_size, _ = check_sequence(x, self.input_size, self.batch_first, like)
         memory = _check_memory(memory, batch_size, self.cell, like)
         projected = self.cell.project_input(x)  # each (B, T, ...)
-        outputs = []
-        for t in range(steps):
-            memory = self.cell.step(tuple(p[:, t] for p in projected), memory)  # (B, N, S)
-            outputs.append(memory.flatten(1))
+        memories = scan(self.cell, projected, memory, self.recompute)  # T of (B, N, S)
+        outputs = [m.flatten(1) for m in memories]  # T of (B, N * S)
         output = torch.stack(outputs, dim=1 if self.batch_first else 0)  # (B, T, N * S)
-        return output, memory
+        return output, memories[-1]
 
     def extra_repr(self) -> str:
-        return f"batch_first={self.batch_first}"
+        return f"batch_first={self.batch_first}, recompute={self.recompute}"
 
 
 class GatedSlotMemoryCell(nn.Module):
@@ -309,6 +364,15 @@ class GatedSlotMemoryCell(nn.Module):
     W_g is stored as two parts, ``gate_memory`` (S -> S, with b_g) acting on A_i and
     ``gate_input`` (H -> S) acting on u, so that the input's part can be computed for
     all time steps at once.
+
+    A enters U and G only through linear maps, so a step is computed as (row vectors)
+
+        C       = concat_h(softmax(q_h k_h^T / sqrt(d)) v_h)     # A = C W_o + b_o
+        [U~|G~] = C (W_o W_ug) + E,  W_ug = [W_u | W_g[:S]]       # (B, N, 2S)
+        E       = b_o W_ug + [b_u | b_g] + e_0 (p W_ug) + [0 | u W_g[S:]]
+
+    where E depends only on the input (``project_input``: all steps at once) and
+    W_o W_ug is formed once per sequence (``step_weights``).
     """
 
     def __init__(self, input_size: int, num_slots: int, slot_size: int, num_heads: int) -> None:
@@ -333,19 +397,40 @@ class GatedSlotMemoryCell(nn.Module):
             batch_size, self.mem_slots, self.mem_size, init, dtype=like.dtype, device=like.device
         )
 
-    def project_input(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """u (..., H) -> p (..., S), the input's gate term u W_g[S:] (..., S)."""
-        projected = u if self.input_projection is None else self.input_projection(u)
-        return projected, self.gate_input(u)
+    def _update_gate_weight(self) -> Tensor:
+        """W_ug: the update's and the gate's weights on A, stacked (2S, S)."""
+        return torch.cat([self.update.weight, self.gate_memory.weight])
 
-    def step(self, projected: tuple[Tensor, ...], memory: Tensor) -> Tensor:
-        """One update of memory (B, N, S) from one step of ``project_input``'s output."""
-        slot_input, gate_input = projected  # (B, S) each
-        attended = self.attention(memory)  # (B, N, S)
-        attended = torch.cat([attended[:, :1] + slot_input.unsqueeze(1), attended[:, 1:]], dim=1)
-        update = torch.tanh(self.update(attended))  # (B, N, S)
-        gate = torch.sigmoid(self.gate_memory(attended) + gate_input.unsqueeze(1))  # (B, N, S)
-        return gate * update + (1 - gate) * memory  # (B, N, S)
+    def project_input(self, u: Tensor) -> tuple[Tensor]:
+        """u (..., H) -> (E (..., N, 2S),): the input's and the biases' part of [U~ | G~]."""
+        projected = u if self.input_projection is None else self.input_projection(u)  # (..., S)
+        weight = self._update_gate_weight()  # (2S, S)
+        bias = torch.cat([self.update.bias, self.gate_memory.bias])  # (2S,)
+        common = F.linear(self.attention.output.bias, weight, bias)  # (2S,)
+        common = (common + F.pad(self.gate_input(u), (self.mem_size, 0))).unsqueeze(-2)
+        first = common + F.linear(projected, weight).unsqueeze(-2)  # (..., 1, 2S)
+        others = common.expand(*common.shape[:-2], self.mem_slots - 1, -1)  # (..., N - 1, 2S)
+        return (torch.cat([first, others], dim=-2),)  # (..., N, 2S)
+
+    def step_weights(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The fused W_q|W_k|W_v (3S, S), its bias (3S,) and W_o W_ug (2S, S)."""
+        output_weight = self._update_gate_weight() @ self.attention.output.weight
+        return (*self.attention.fused_weights(), output_weight)
+
+    def step(
+        self,
+        projected: tuple[Tensor, ...],
+        memory: Tensor,
+        weights: tuple[Tensor, ...] | None = None,
+    ) -> Tensor:
+        """One update of memory (B, N, S) from one step of ``project_input``'s output and
+        ``step_weights()`` (formed here when None)."""
+        qkv_weight, qkv_bias, output_weight = self.step_weights() if weights is None else weights
+        heads = self.attention.heads(memory, qkv_weight, qkv_bias)  # (B, N, S)
+        update_gate = F.linear(heads, output_weight) + projected[0]  # (B, N, 2S)
+        # Under autocast the matmul is bfloat16; the gating and the memory stay in M's dtype.
+        update, gate = update_gate.to(memory.dtype).chunk(2, dim=-1)  # (B, N, S) each
+        return torch.lerp(memory, torch.tanh(update), torch.sigmoid(gate))  # G U + (1 - G) M
 
     def forward(self, u: Tensor, memory: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One step: u (B, H) -> (output (B, N * S), memory (B, N, S))."""

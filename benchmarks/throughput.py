@@ -1,0 +1,704 @@
+"""Throughput of the relational models on this CPU, measured against its matrix-product peak.
+
+    python benchmarks/throughput.py                    # every configuration, 1 thread
+    python benchmarks/throughput.py --threads 1 2      # the same at 1 and at 2 threads
+    python benchmarks/throughput.py --quick            # a smoke run, well under a minute
+
+For each configuration of issue 6 it reports training samples/s (forward, cross-entropy or
+mean-square loss, backward and an Adam step) and inference samples/s (forward under
+``torch.inference_mode``), each the median of ``--repeats`` timed runs; the analytic
+FLOPs per sample; the achieved GFLOP/s; and the ratio to the peak of a 2048 x 2048 matrix
+product timed in the same run at the same thread count (float32, or bfloat16 for the
+autocast rows). It prints Markdown tables, with the machine and its load average, and
+writes them to ``--output`` (benchmarks/results/throughput.md unless ``--quick``).
+
+FLOPs count the matrix products (2 per multiply-add) of the computation as DESIGN.md
+defines it: for the RMC (section 4) every block's queries, attention and MLP on all N + 1
+rows, the input row included; for the gated slot memory (section 3) separate W_q, W_k,
+W_v, W_o, W_u and W_g on [A_i ; u] for every slot. Work the implementation skips or
+fuses therefore shows as a gain. Elementwise work (LayerNorm, softmax, gates) is not
+counted. Training counts 3x the forward FLOPs (backward: gradients of inputs and weights).
+
+The peak memory (resident set) of one training step of the paper configuration at batch
+1600 is measured in fresh processes, with and without ``recompute=True`` and bf16
+autocast, under glibc's default malloc settings and with large freed blocks returned to
+the system. ``--profile CONFIG`` prints where the time of a training step goes instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from timing import (
+    describe_machine,
+    interleaved_medians,
+    matmul_peak,
+    peak_rss_gib,
+    run_child,
+)
+from torch import Tensor, nn
+
+from relational_rnn import (
+    GatedSlotMemoryCell,
+    LSTMBaseline,
+    RelationalMemory,
+    RelationalMemoryCell,
+    RelationalRNN,
+    count_parameters,
+    initial_memory,
+)
+from relational_rnn.attention import attend, split_heads
+from relational_rnn.heads import SequenceClassifier
+
+CONFIGS = ("small", "paper-64", "paper-256", "paper-1600", "relational-rnn", "lm")
+QUICK_CONFIGS = ("small", "paper-64", "relational-rnn", "lm")
+RESULTS = Path(__file__).parent / "results" / "throughput.md"
+NTH_FARTHEST_CLASSES = 8  # the paper's Nth-farthest task: K = 8 vectors of 16 dims
+LM_INPUT, LM_LSTM_HIDDEN = 64, 183  # as in benchmarks/lm_shakespeare.py
+
+
+# ---------------------------------------------------------------- analytic FLOPs
+
+
+def rmc_step_flops(cell: RelationalMemoryCell) -> int:
+    """Forward FLOPs of one RMC step per sample, DESIGN section 4, input row included."""
+    size, slots, rows = cell.mem_size, cell.mem_slots, cell.mem_slots + 1
+    heads, key, value = cell.num_heads, cell.key_size, cell.head_size
+    flops = 2 * cell.input_size * size  # x~ = W_x x
+    qkv = 2 * rows * size * heads * (2 * key + value)
+    attention = 2 * heads * rows * rows * (key + value)  # q k^T and the weighted sum of v
+    mlp = cell.attention_mlp_layers * 2 * rows * size * size
+    flops += cell.num_blocks * (qkv + attention + mlp)
+    if cell.gate_style is not None:
+        width = size if cell.gate_style == "unit" else 1
+        flops += 2 * size * 2 * width + 2 * slots * size * 2 * width  # W_i x~, W_f tanh(M)
+    return flops
+
+
+def gated_slot_step_flops(cell: GatedSlotMemoryCell) -> int:
+    """Forward FLOPs of one gated slot memory step per sample, DESIGN section 3."""
+    inputs, slots, size = cell.input_size, cell.mem_slots, cell.mem_size
+    flops = 4 * 2 * slots * size * size + 2 * 2 * slots * slots * size  # W_q,k,v,o; attention
+    flops += 2 * inputs * size if inputs != size else 0  # p = W_in u
+    return flops + 2 * slots * size * size + 2 * slots * (size + inputs) * size  # W_u, W_g
+
+
+def relational_rnn_step_flops(rnn: RelationalRNN) -> int:
+    """Forward FLOPs of one Relational RNN step per sample, DESIGN section 3."""
+    cell = rnn.cell
+    flops = lstm_step_flops(cell.input_size, cell.hidden_size)
+    if isinstance(cell.memory, GatedSlotMemoryCell):
+        flops += gated_slot_step_flops(cell.memory)
+    else:
+        flops += rmc_step_flops(cell.memory)
+    return flops + 2 * cell.slot_size * cell.hidden_size + 2 * 2 * cell.hidden_size**2  # W_r, W_c
+
+
+def lstm_step_flops(input_size: int, hidden_size: int) -> int:
+    """Forward FLOPs of one LSTM step per sample."""
+    return 2 * 4 * hidden_size * (input_size + hidden_size)
+
+
+def linear_flops(module: nn.Module) -> int:
+    """Forward FLOPs per sample of every Linear in ``module``, each applied once."""
+    return sum(
+        2 * layer.in_features * layer.out_features
+        for layer in module.modules()
+        if isinstance(layer, nn.Linear)
+    )
+
+
+# ---------------------------------------------------------------- the per-step reference
+
+
+class StepwiseRelationalRNN(nn.Module):
+    """The gated-slot Relational RNN written straightforwardly, every step in Python.
+
+    The reference for the "3x" target: ``nn.LSTMCell`` stepped in Python, then the gated
+    slot memory of DESIGN section 3 with separate W_q, W_k, W_v, W_o, W_u and W_g on
+    [A_i ; u] (``scaled_dot_product_attention`` for the attention), then the readout, all
+    per step. Same parameters and the same function as ``RelationalRNN`` (checked by
+    ``copy_weights`` and tests/test_fast_paths.py).
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, num_slots: int, slot_size: int, num_heads: int
+    ) -> None:
+        super().__init__()
+        self.num_slots, self.slot_size, self.num_heads = num_slots, slot_size, num_heads
+        self.lstm = nn.LSTMCell(input_size, hidden_size)
+        self.query, self.key, self.value, self.output = (
+            nn.Linear(slot_size, slot_size) for _ in range(4)
+        )
+        self.projection = (
+            nn.Linear(hidden_size, slot_size) if hidden_size != slot_size else nn.Identity()
+        )
+        self.update = nn.Linear(slot_size, slot_size)
+        self.gate = nn.Linear(slot_size + hidden_size, slot_size)
+        self.read = nn.Linear(slot_size, hidden_size)
+        self.combine = nn.Linear(2 * hidden_size, hidden_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, I) -> outputs (B, T, H), from the initial state."""
+        batch_size, steps, _ = x.shape
+        h = x.new_zeros(batch_size, self.lstm.hidden_size)
+        c = torch.zeros_like(h)
+        memory = initial_memory(batch_size, self.num_slots, self.slot_size, dtype=x.dtype)
+        scale = (self.slot_size // self.num_heads) ** -0.5
+        outputs = []
+        for t in range(steps):
+            h, c = self.lstm(x[:, t], (h, c))  # (B, H)
+            q, k, v = (
+                split_heads(f(memory), self.num_heads) for f in (self.query, self.key, self.value)
+            )
+            attended = self.output(attend(q, k, v, scale))  # (B, N, S)
+            first = attended[:, :1] + self.projection(h).unsqueeze(1)  # (B, 1, S)
+            attended = torch.cat([first, attended[:, 1:]], dim=1)  # (B, N, S)
+            update = torch.tanh(self.update(attended))
+            u = h.unsqueeze(1).expand(-1, self.num_slots, -1)  # (B, N, H)
+            gate = torch.sigmoid(self.gate(torch.cat([attended, u], dim=-1)))
+            memory = gate * update + (1 - gate) * memory  # (B, N, S)
+            read = self.read(memory.mean(dim=1))  # (B, H)
+            outputs.append(torch.tanh(self.combine(torch.cat([h, read], dim=-1))))
+        return torch.stack(outputs, dim=1)  # (B, T, H)
+
+
+def copy_weights(rnn: RelationalRNN, reference: StepwiseRelationalRNN) -> None:
+    """Give ``reference`` the weights of ``rnn`` (the same function afterwards)."""
+    cell, memory = rnn.cell, rnn.cell.memory
+    pairs = [
+        (reference.lstm, cell.lstm),
+        (reference.query, memory.attention.query),
+        (reference.key, memory.attention.key),
+        (reference.value, memory.attention.value),
+        (reference.output, memory.attention.output),
+        (reference.update, memory.update),
+        (reference.read, cell.read),
+        (reference.combine, cell.combine),
+    ]
+    if memory.input_projection is not None:
+        pairs.append((reference.projection, memory.input_projection))
+    with torch.no_grad():
+        for target, source in pairs:
+            for name, parameter in source.named_parameters():
+                getattr(target, name).copy_(parameter)
+        gate = torch.cat([memory.gate_memory.weight, memory.gate_input.weight], dim=1)
+        reference.gate.weight.copy_(gate)
+        reference.gate.bias.copy_(memory.gate_memory.bias)
+
+
+# ---------------------------------------------------------------- cases
+
+
+@dataclass
+class Case:
+    """One row of the table: a model, its input and how to score it."""
+
+    config: str
+    label: str
+    model: nn.Module
+    batch: int
+    steps: int
+    input_size: int
+    flops: int  # forward FLOPs per sample
+    classes: int | None = None  # cross-entropy on the logits; None: mean-square outputs
+    bf16: bool = False
+    compiled: bool = False
+
+
+@dataclass
+class Row:
+    case: Case
+    threads: int
+    train: float  # samples/s
+    infer: float  # samples/s
+    peak: float  # GFLOP/s of the matching precision
+
+    @property
+    def label(self) -> str:
+        if not self.case.compiled:
+            return self.case.label
+        step = isinstance(self.case.model, RelationalRNN)
+        return self.case.label + (" (torch.compile of the step)" if step else " (torch.compile)")
+
+    @property
+    def precision(self) -> str:
+        return "bf16 autocast" if self.case.bf16 else "fp32"
+
+    def gflops(self, training: bool) -> float:
+        per_sample = self.case.flops * (3 if training else 1)
+        return per_sample * (self.train if training else self.infer) / 1e9
+
+
+def output_of(model: nn.Module, x: Tensor) -> Tensor:
+    """The model's output tensor (recurrent cores return (output, state))."""
+    output = model(x)
+    return output[0] if isinstance(output, tuple) else output
+
+
+def cases(config: str, bf16: bool, compile_models: bool) -> list[Case]:
+    """The rows of one configuration (models built from seed 0)."""
+    torch.manual_seed(0)
+    rows: list[Case] = []
+    if config == "small":
+        rmc = RelationalMemory(16, mem_slots=4, head_size=32, num_heads=2)
+        rows.append(Case(config, "RMC", rmc, 32, 8, 16, 8 * rmc_step_flops(rmc.cell)))
+    elif config.startswith("paper-"):
+        batch = int(config.split("-")[1])
+        rmc = RelationalMemory(40, mem_slots=8, head_size=32, num_heads=8)
+        model = SequenceClassifier(rmc, NTH_FARTHEST_CLASSES, [256] * 4)
+        flops = 8 * rmc_step_flops(rmc.cell) + linear_flops(model.head)
+        rows.append(
+            Case(config, "RMC + MLP head", model, batch, 8, 40, flops, NTH_FARTHEST_CLASSES)
+        )
+    elif config == "relational-rnn":
+        rnn = RelationalRNN(32, 64, num_slots=4, slot_size=64, num_heads=2)
+        reference = StepwiseRelationalRNN(32, 64, 4, 64, 2)
+        copy_weights(rnn, reference)
+        flops = 50 * relational_rnn_step_flops(rnn)
+        rows.append(Case(config, "Relational RNN", rnn, 64, 50, 32, flops))
+        rows.append(Case(config, "per-step reference", reference, 64, 50, 32, flops))
+    elif config == "lm":
+        # The cores of benchmarks/lm_shakespeare.py, on 64-wide embeddings: parameters
+        # matched (with embedding and decoder) within 3%; torch.nn.LSTM as the LSTM core.
+        rnn = RelationalRNN(LM_INPUT, 128, num_slots=4, slot_size=64, num_heads=2, memory="rmc")
+        rmc = RelationalMemory(LM_INPUT, mem_slots=4, head_size=32, num_heads=4)
+        lstm_flops = 100 * lstm_step_flops(LM_INPUT, LM_LSTM_HIDDEN)
+        models = [
+            ("Relational RNN", rnn, 100 * relational_rnn_step_flops(rnn)),
+            ("RMC", rmc, 100 * rmc_step_flops(rmc.cell)),
+            ("LSTMBaseline", LSTMBaseline(LM_INPUT, LM_LSTM_HIDDEN), lstm_flops),
+            ("torch.nn.LSTM", nn.LSTM(LM_INPUT, LM_LSTM_HIDDEN, batch_first=True), lstm_flops),
+        ]
+        rows += [Case(config, *model[:2], 64, 100, LM_INPUT, model[2]) for model in models]
+    else:
+        raise ValueError(f"unknown configuration {config!r}; choose from {', '.join(CONFIGS)}")
+    extra = []
+    if bf16:
+        extra += [Case(**{**vars(case), "bf16": True}) for case in rows[:1]]
+    if compile_models and config in ("small", "relational-rnn", "lm"):
+        model = copy.deepcopy(rows[0].model)  # compiling a step replaces a bound method
+        extra.append(Case(**{**vars(rows[0]), "model": model, "compiled": True}))
+    return rows + extra
+
+
+def compiled(model: nn.Module) -> nn.Module:
+    """torch.compile(model), or for a Relational RNN, whose fused torch.lstm call inductor
+    fails on (torch 2.13), ``torch.compile`` of its memory step only."""
+    if isinstance(model, RelationalRNN):
+        model.cell.memory.step = torch.compile(model.cell.memory.step, dynamic=False)
+        return model
+    return torch.compile(model, dynamic=False)
+
+
+def workloads(case: Case) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The training step (forward, loss, backward, Adam) and the inference forward of
+    ``case``, each a function of no arguments."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(case.batch, case.steps, case.input_size, generator=generator)
+    y = torch.randint(case.classes or 1, (case.batch,), generator=generator)
+    model = compiled(case.model) if case.compiled else case.model
+    optimizer = torch.optim.Adam(case.model.parameters(), lr=1e-4)
+
+    def loss_of(output: Tensor) -> Tensor:
+        if case.classes is None:
+            return output.float().square().mean()
+        return F.cross_entropy(output.float(), y)
+
+    def train() -> None:
+        case.model.train()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", torch.bfloat16, enabled=case.bf16):
+            loss = loss_of(output_of(model, x))
+        loss.backward()
+        optimizer.step()
+
+    @torch.inference_mode()
+    def infer() -> None:
+        case.model.eval()
+        with torch.autocast("cpu", torch.bfloat16, enabled=case.bf16):
+            output_of(model, x)
+
+    return train, infer
+
+
+# ---------------------------------------------------------------- peak memory
+
+
+def rss_child(variant: str) -> None:
+    """Print the peak RSS (GiB) of one training step of paper-1600 (run in a fresh process)."""
+    torch.manual_seed(0)
+    rmc = RelationalMemory(
+        40, mem_slots=8, head_size=32, num_heads=8, recompute="recompute" in variant
+    )
+    model = SequenceClassifier(rmc, NTH_FARTHEST_CLASSES, [256] * 4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.randn(1600, 8, 40)
+    y = torch.randint(NTH_FARTHEST_CLASSES, (1600,))
+    before = peak_rss_gib()
+    with torch.autocast("cpu", torch.bfloat16, enabled="bf16" in variant):
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    print(f"{before:.3f} {peak_rss_gib():.3f}")
+
+
+MEMORY_VARIANTS = ("fp32", "fp32 recompute", "bf16", "bf16 recompute")
+MEMORY_TARGET_GIB = 2.0
+
+
+# glibc keeps freed blocks below its (adaptive) mmap threshold in its heap, where they
+# fragment: the peak RSS then varies from run to run. With a fixed 64 KiB threshold,
+# large blocks are returned to the system when freed and RSS follows the tensors.
+RETURN_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+MEMORY_RUNS = 3  # runs with glibc's default settings; the verdict uses the largest peak
+
+
+@dataclass
+class MemoryResult:
+    before: float  # GiB resident before the training step (model, data, torch)
+    peaks: list[float]  # GiB, glibc default settings, one per run
+    returned: float  # GiB, with RETURN_MEMORY
+
+
+def measure_memory(threads: int) -> dict[str, MemoryResult]:
+    """Peak RSS of a paper-1600 training step per variant, each run in a fresh process."""
+    script = str(Path(__file__).resolve())
+    args = [script, "--threads", str(threads), "--rss-child"]
+    results = {}
+    for variant in MEMORY_VARIANTS:
+        runs = [run_child([*args, variant]).split() for _ in range(MEMORY_RUNS)]
+        returned = float(run_child([*args, variant], env=RETURN_MEMORY).split()[1])
+        before = float(runs[0][0])
+        results[variant] = MemoryResult(before, [float(run[1]) for run in runs], returned)
+    return results
+
+
+# ---------------------------------------------------------------- profile
+
+ELEMENTWISE = ("tanh", "sigmoid", "relu", "clamp", "threshold", "lerp", "aten::sum")
+ELEMENTWISE += ("aten::add", "aten::sub", "aten::mul", "aten::div")  # after aten::addmm
+# Operator name fragments -> the category the profile summary reports them under (the
+# first that matches).
+CATEGORIES = (
+    ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "mkldnn_rnn", "aten::_mkldnn")),
+    ("attention (scaled_dot_product_attention)", ("scaled_dot_product",)),
+    ("copies (cat, stack, copy, fill, zeros)", ("cat", "stack", "copy_", "fill_", "zero_")),
+    ("LayerNorm", ("layer_norm",)),
+    ("Adam", ("Optimizer", "adam", "addcdiv", "lerp_", "sqrt")),
+    ("elementwise (tanh, sigmoid, add, mul, ...)", ELEMENTWISE),
+)
+
+
+def profile(config: str, min_time: float) -> None:
+    """Print the self time of a few training steps by operator and by category."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    case = cases(config, bf16=False, compile_models=False)[0]
+    train, _ = workloads(case)
+    train()
+    start, calls = time.perf_counter(), 0
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        while calls < 2 or time.perf_counter() - start < min_time:
+            train()
+            calls += 1
+    events = prof.key_averages()
+    print(events.table(sort_by="self_cpu_time_total", row_limit=25))
+    total = sum(event.self_cpu_time_total for event in events)
+    shares = dict.fromkeys([name for name, _ in CATEGORIES] + ["other (autograd, views, ...)"], 0.0)
+    for event in events:
+        category = next(
+            (name for name, parts in CATEGORIES if any(p in event.key for p in parts)),
+            "other (autograd, views, ...)",
+        )
+        shares[category] += event.self_cpu_time_total / total
+    print(f"{config}, {case.label}: {calls} training steps, load {os.getloadavg()[0]:.2f}")
+    for name, share in shares.items():
+        print(f"  {share:6.1%}  {name}")
+
+
+# ---------------------------------------------------------------- report
+
+
+def ratio_text(value: float, target: float, higher_is_better: bool = True) -> str:
+    """'met (+x%)' or 'missed by x%'."""
+    margin = value / target - 1 if higher_is_better else 1 - value / target
+    return f"met (+{margin:.0%})" if margin >= 0 else f"**missed by {-margin:.0%}**"
+
+
+def find(rows: list[Row], config: str, label: str, bf16: bool = False) -> Row | None:
+    for row in rows:
+        case = row.case
+        if (case.config, case.label, case.bf16, case.compiled) == (config, label, bf16, False):
+            return row
+    return None
+
+
+def comparison(row: Row, rows: list[Row]) -> str:
+    """The row's training throughput against its comparison point, where it has one."""
+    case = row.case
+    rows = [other for other in rows if other.threads == row.threads]
+    base = None
+    if case.bf16:
+        base, name = find(rows, case.config, case.label), "fp32"
+    elif case.compiled:
+        base, name = find(rows, case.config, case.label), "eager"
+    elif case.config == "relational-rnn" and case.label == "Relational RNN":
+        base, name = find(rows, case.config, "per-step reference"), "reference"
+    elif case.config == "lm" and case.label != "torch.nn.LSTM":
+        base, name = find(rows, case.config, "torch.nn.LSTM"), "torch.nn.LSTM"
+    if base is None:
+        return ""
+    return f"{row.train / base.train:.2f}x {name}"
+
+
+def targets(rows: list[Row], memory: dict[str, MemoryResult] | None) -> list[str]:
+    """The issue's targets, one Markdown table row each, for every thread count measured."""
+    lines = []
+
+    def add(target: str, threads: int, value: float, goal: float, unit: str = "x") -> None:
+        shown = {"x": f"{value:.2f}x", "%": f"{value:.0%}", "/s": f"{value:,.0f}/s"}
+        shown["GiB"] = f"{value:.2f} GiB"
+        verdict = ratio_text(value, goal, higher_is_better=unit != "GiB")
+        lines.append(f"| {target} | {threads} | {shown[unit]} | {verdict} |")
+
+    for threads in sorted({row.threads for row in rows}):
+        here = [row for row in rows if row.threads == threads]
+        small = find(here, "small", "RMC")
+        if small:
+            add("small: training >= 10,000 samples/s", threads, small.train, 10_000, "/s")
+        paper = find(here, "paper-256", "RMC + MLP head")
+        if paper:
+            share = paper.gflops(True) / paper.peak
+            add("paper-256: fp32 training >= 85% of the matmul peak", threads, share, 0.85, "%")
+            paper_bf16 = find(here, "paper-256", "RMC + MLP head", bf16=True)
+            if paper_bf16:
+                speedup = paper_bf16.train / paper.train
+                add("paper-256: bf16 autocast training >= 1.6x fp32", threads, speedup, 1.6)
+        rnn = find(here, "relational-rnn", "Relational RNN")
+        reference = find(here, "relational-rnn", "per-step reference")
+        if rnn and reference:
+            speedup = rnn.train / reference.train
+            add("relational-rnn: training >= 3x the per-step reference", threads, speedup, 3.0)
+        lm, lstm = find(here, "lm", "Relational RNN"), find(here, "lm", "torch.nn.LSTM")
+        if lm and lstm:
+            share = lm.train / lstm.train
+            add("lm: Relational RNN training >= 0.5x torch.nn.LSTM", threads, share, 0.5)
+    if memory:
+        threads = min(row.threads for row in rows) if rows else 1
+        peak = max(memory["fp32 recompute"].peaks)
+        add("paper-1600: training peak RSS <= 2.0 GiB (recompute=True)", threads, peak, 2.0, "GiB")
+        peak = max(memory["fp32"].peaks)
+        add("(paper-1600 without recompute, for comparison)", threads, peak, 2.0, "GiB")
+    return lines
+
+
+def report(args: argparse.Namespace, rows: list[Row], peaks: dict, memory, machine: str) -> str:
+    out = [
+        "# Throughput",
+        "",
+        f"Command: `python benchmarks/throughput.py {' '.join(sys.argv[1:])}`".replace("  ", " "),
+        "",
+        f"Machine: {machine}.",
+        f"Load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}.",
+        f"Medians of {args.repeats} repeats of at least {args.min_time} s each.",
+        "",
+        "Matrix-product peak (2048 x 2048 @ 2048 x 2048, GFLOP/s), sampled once per round of "
+        "every configuration; each row's % of peak uses its configuration's median (bf16 "
+        "rows: the bf16 peak):",
+        "",
+    ]
+    for (threads, dtype), samples in sorted(peaks.items()):
+        out.append(
+            f"- {threads} thread(s), {dtype}: median {statistics.median(samples):.1f}, "
+            f"min {min(samples):.1f}, max {max(samples):.1f} ({len(samples)} samples)"
+        )
+    out += [
+        "",
+        "| config | model | precision | threads | batch | T | params | train MFLOP/sample "
+        "| train samples/s | train GFLOP/s | % of peak | infer samples/s | infer GFLOP/s "
+        "| % of peak | compared |",
+        "|---|---|---|" + "---:|" * 11 + "---|",
+    ]
+    for row in rows:
+        case = row.case
+        out.append(
+            f"| {case.config} | {row.label} | {row.precision} | {row.threads} | {case.batch} | "
+            f"{case.steps} | {count_parameters(case.model):,} | {3 * case.flops / 1e6:.1f} | "
+            f"{row.train:,.0f} | {row.gflops(True):.1f} | {row.gflops(True) / row.peak:.0%} | "
+            f"{row.infer:,.0f} | {row.gflops(False):.1f} | {row.gflops(False) / row.peak:.0%} | "
+            f"{comparison(row, rows)} |"
+        )
+    if memory:
+        out += [
+            "",
+            "Peak resident set of one training step (forward, backward, Adam) of paper-1600, "
+            f"each in a fresh process: {MEMORY_RUNS} runs with glibc's default malloc "
+            "settings (the verdict uses the largest), and one with "
+            "`MALLOC_MMAP_THRESHOLD_=65536` (freed blocks of 64 KiB and more go back to the "
+            "system, so RSS follows the live tensors):",
+            "",
+            "| variant | RSS before the step (GiB) | peak RSS, default malloc (GiB) "
+            "| peak RSS, MALLOC_MMAP_THRESHOLD_=65536 (GiB) | target <= 2.0 GiB |",
+            "|---|---:|---:|---:|---|",
+        ]
+        for variant, result in memory.items():
+            peaks = ", ".join(f"{peak:.2f}" for peak in result.peaks)
+            verdict = ratio_text(max(result.peaks), MEMORY_TARGET_GIB, higher_is_better=False)
+            out.append(
+                f"| {variant} | {result.before:.2f} | {peaks} | {result.returned:.2f} | {verdict} |"
+            )
+    out += [
+        "",
+        "## Targets (issue 6)",
+        "",
+        "| target | threads | measured | verdict |",
+        "|---|---:|---:|---|",
+    ]
+    out += targets(rows, memory)
+    return "\n".join(out) + "\n"
+
+
+def measure_config(
+    config_cases: list[Case], threads: int, args: argparse.Namespace, peaks: dict
+) -> list[Row]:
+    """Time the cases of one configuration in interleaved rounds, with the matmul peak
+    (float32 and bfloat16) sampled once per round; ``peaks[(threads, dtype)]`` collects
+    the peak samples and each row is scored against its configuration's median."""
+    start = time.perf_counter()
+    functions = [workload for case in config_cases for workload in workloads(case)]
+    peak_time = max(args.min_time, 0.2)
+    samples: dict[str, list[float]] = {"fp32": [], "bf16": []}
+
+    def sample_peaks() -> None:
+        for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+            samples[name].append(matmul_peak(dtype, peak_time))
+
+    seconds = interleaved_medians([*functions, sample_peaks], args.repeats, args.min_time)
+    for name, values in samples.items():
+        peaks.setdefault((threads, name), []).extend(values)
+    rows = []
+    for index, case in enumerate(config_cases):
+        train, infer = (case.batch / t for t in seconds[2 * index : 2 * index + 2])
+        peak = statistics.median(samples["bf16" if case.bf16 else "fp32"])
+        rows.append(Row(case, threads, train, infer, peak))
+        print(
+            f"{case.config:>14} {rows[-1].label:<36} {rows[-1].precision:<13} "
+            f"{threads} thread(s): train {train:10,.1f}/s  infer {infer:10,.1f}/s",
+            flush=True,
+        )
+    print(f"{'':>14} ({time.perf_counter() - start:.0f} s, load {os.getloadavg()[0]:.2f})")
+    return rows
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Training and inference throughput of the relational models against "
+        "the machine's matrix-product peak (issue 6).",
+    )
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        choices=CONFIGS,
+        help=f"configurations to run (default: all; with --quick: {' '.join(QUICK_CONFIGS)})",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        help="timed repeats per measurement, the median is reported (default 5; 1 with --quick)",
+    )
+    parser.add_argument(
+        "--min-time",
+        type=float,
+        help="seconds each repeat runs at least (default 1.0; 0 with --quick: one call per repeat)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="torch intra-op thread counts to "
+        "measure, each in turn (default 1: on a shared machine 2 threads of tiny ops spin-wait)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: fewer configurations, one repeat, "
+        "no memory measurement, no file written unless --output is given",
+    )
+    parser.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 autocast rows")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="add torch.compile rows for the first model of small, relational-rnn and lm "
+        "(the whole RMC; a Relational RNN's memory step); compiling takes minutes",
+    )
+    parser.add_argument(
+        "--memory",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure the "
+        "peak RSS of a paper-1600 training step in fresh processes (default: on, off with --quick)",
+    )
+    parser.add_argument("--output", type=Path, help=f"Markdown file to write (default {RESULTS})")
+    parser.add_argument(
+        "--profile",
+        choices=CONFIGS,
+        help="instead of the table: profile training steps of this configuration's first "
+        "model with torch.profiler and print where the time goes",
+    )
+    parser.add_argument("--rss-child", choices=MEMORY_VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.configs = args.configs or list(QUICK_CONFIGS if args.quick else CONFIGS)
+    args.repeats = args.repeats or (1 if args.quick else 5)
+    args.min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 1.0)
+    args.memory = (not args.quick) if args.memory is None else args.memory
+    if args.output is None and not args.quick:
+        args.output = RESULTS
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.rss_child or args.profile:
+        torch.set_num_threads(args.threads[0])
+        if args.rss_child:
+            rss_child(args.rss_child)
+        else:
+            profile(args.profile, args.min_time)
+        return
+    rows: list[Row] = []
+    peaks: dict[tuple[int, str], list[float]] = {}
+
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for config in args.configs:
+            config_rows = measure_config(
+                cases(config, bf16=not args.no_bf16, compile_models=args.compile),
+                threads,
+                args,
+                peaks,
+            )
+            rows += config_rows
+    memory = measure_memory(args.threads[0]) if args.memory else None
+    text = report(args, rows, peaks, memory, describe_machine())
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Timing helpers shared by the benchmarks: medians of repeats, the matmul peak, the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def seconds_per_call(fn: Callable[[], object], min_time: float) -> float:
+    """Mean seconds per call of ``fn``, called until ``min_time`` seconds have passed (once
+    at least)."""
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            return elapsed / calls
+
+
+def interleaved_medians(
+    fns: list[Callable[[], object]], repeats: int, min_time: float
+) -> list[float]:
+    """Median seconds per call of each of ``fns``, timed in interleaved rounds.
+
+    Each function is called once untimed (warm-up), then every round times each function
+    in turn (``seconds_per_call``), so that the load of a shared machine, which changes
+    over seconds, weighs on all of them alike.
+    """
+    for fn in fns:
+        fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, times in zip(fns, samples, strict=True):
+            times.append(seconds_per_call(fn, min_time))
+    return [statistics.median(times) for times in samples]
+
+
+def matmul_peak(dtype: torch.dtype, min_time: float, size: int = 2048) -> float:
+    """GFLOP/s of one timed run of a (size x size) @ (size x size) product in ``dtype``."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator).to(dtype)
+    b = torch.randn(size, size, generator=generator).to(dtype)
+    a @ b  # warm-up
+    return 2 * size**3 / seconds_per_call(lambda: a @ b, min_time) / 1e9
+
+
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo where there is one."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo is missing)."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def describe_machine() -> str:
+    """One line: CPU, cores, memory, vector extensions, torch build and load average."""
+    flags = cpu_flags()
+    vectors = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (
+        f"{cpu_model()}, {os.cpu_count()} logical CPUs, {memory_gib:.0f} GiB; "
+        f"{' '.join(vectors) or 'no AVX'}; torch {torch.__version__} "
+        f"({torch.backends.cpu.get_cpu_capability()}); python {platform.python_version()}; "
+        f"load average {load}"
+    )
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident set size so far, in GiB.
+
+    Reads VmHWM from /proc/self/status where there is one: ``ru_maxrss`` is carried over
+    from the parent through fork and exec, so a child of a large process would report
+    the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as file:
+            for line in file:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def run_child(args: list[str], env: dict[str, str] | None = None) -> str:
+    """Run ``python args...`` in a fresh process, with ``env`` added to the environment,
+    and return its last line of output."""
+    result = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    return result.stdout.strip().splitlines()[-1]

@@ -1,0 +1,159 @@
+"""The fast paths give the results of the plain computation.
+
+- the gated slot memory's fused step (W_q|W_k|W_v in one matmul, W_o folded into the
+  update and gate, the input's terms for all steps at once) equals the equations of
+  DESIGN section 3 computed plainly, step by step (the benchmark's per-step reference);
+- ``recompute=True`` (activation checkpointing) gives the same outputs and gradients;
+- bfloat16 autocast stays within a stated tolerance of float32 and keeps the state in
+  float32, so that chunks can be chained under autocast;
+- ``torch.compile`` of the RMC gives the eager results (slow: it compiles).
+"""
+
+import functools
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import randomize
+
+from relational_rnn import (
+    GatedSlotMemoryCell,
+    MultiHeadAttention,
+    RelationalMemory,
+    RelationalRNN,
+)
+from relational_rnn.attention import attend, split_heads
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+# bfloat16 keeps 8 bits of mantissa (relative rounding 2**-9 ~ 0.002). In these small
+# models (weights in [-0.5, 0.5], outputs |y| < 1.5, 6 steps) the largest difference from
+# float32 seen over 20 seeds was 0.006; the documented tolerance is 0.02 absolute.
+BF16_ATOL = 0.02
+
+
+@functools.cache
+def load_throughput():
+    """benchmarks/throughput.py as a module (it imports its sibling timing.py)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("throughput", BENCHMARKS / "throughput.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclasses look their module up
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.mark.parametrize("hidden_size", [6, 8])  # with and without the input projection
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_relational_rnn_equals_the_per_step_reference(hidden_size, dtype):
+    throughput = load_throughput()
+    rnn = randomize(RelationalRNN(5, hidden_size, num_slots=3, slot_size=8, num_heads=2))
+    reference = throughput.StepwiseRelationalRNN(5, hidden_size, 3, 8, 2)
+    throughput.copy_weights(rnn, reference)
+    rnn, reference = rnn.to(dtype), reference.to(dtype)
+    x = torch.randn(4, 7, 5, dtype=dtype)
+    output, _ = rnn(x)
+    expected = reference(x)
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(output, expected, atol=tolerance, rtol=0)
+    output.square().sum().backward()
+    expected.square().sum().backward()
+    pairs = [(rnn.cell.memory.update.weight, reference.update.weight)]
+    pairs.append((rnn.cell.memory.attention.output.bias, reference.output.bias))
+    pairs.append((rnn.cell.lstm.weight_hh, reference.lstm.weight_hh))
+    for actual, wanted in pairs:
+        torch.testing.assert_close(actual.grad, wanted.grad, atol=100 * tolerance, rtol=0)
+
+
+def test_multi_head_attention_equals_separate_projections():
+    attention = randomize(MultiHeadAttention(size=8, num_heads=2)).double()
+    memory = torch.randn(3, 4, 8, dtype=torch.float64)
+    queries, keys, values = (
+        split_heads(layer(memory), 2) for layer in (attention.query, attention.key, attention.value)
+    )
+    expected = attention.output(attend(queries, keys, values, 4**-0.5))
+    torch.testing.assert_close(attention(memory), expected, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("num_slots", [1, 3])
+def test_gated_slot_step_with_and_without_precomputed_weights(num_slots):
+    cell = randomize(GatedSlotMemoryCell(5, num_slots, 4, 2)).double()
+    u = torch.randn(2, 5, dtype=torch.float64)
+    memory = cell.initial_state(2)
+    projected = cell.project_input(u)
+    fused = cell.step(projected, memory, cell.step_weights())
+    torch.testing.assert_close(cell.step(projected, memory), fused, atol=0, rtol=0)
+    assert cell(u, memory)[1].shape == (2, num_slots, 4)
+
+
+def models():
+    return [
+        ("rmc", lambda **kw: RelationalMemory(5, mem_slots=3, head_size=4, num_heads=2, **kw)),
+        ("gated_slot", lambda **kw: RelationalRNN(5, 6, num_slots=3, slot_size=4, **kw)),
+        ("rnn_rmc", lambda **kw: RelationalRNN(5, 6, 3, 4, memory="rmc", **kw)),
+    ]
+
+
+def gradients(model, x):
+    output, _ = model(x)
+    output.square().mean().backward()
+    return output.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize(("name", "build"), models())
+def test_recompute_gives_the_same_outputs_and_gradients(name, build):
+    plain = randomize(build())
+    recomputed = build(recompute=True)
+    recomputed.load_state_dict(plain.state_dict())
+    assert "recompute=True" in repr(recomputed)
+    x = torch.randn(3, 6, 5, requires_grad=True)
+    output, grads = gradients(plain, x)
+    x_grad = x.grad.clone()
+    x.grad = None
+    output_recomputed, grads_recomputed = gradients(recomputed, x)
+    torch.testing.assert_close(output_recomputed, output)
+    torch.testing.assert_close(x.grad, x_grad)
+    for actual, wanted in zip(grads_recomputed, grads, strict=True):
+        torch.testing.assert_close(actual, wanted)
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_recompute_must_be_a_bool(bad):
+    with pytest.raises(TypeError, match="recompute must be True or False"):
+        RelationalMemory(5, mem_slots=3, head_size=4, recompute=bad)
+    with pytest.raises(TypeError, match="recompute must be True or False"):
+        RelationalRNN(5, 6, recompute=bad)
+
+
+@pytest.mark.parametrize(("name", "build"), models())
+def test_bf16_autocast_is_close_and_keeps_the_state_float32(name, build):
+    model = randomize(build())
+    x = torch.randn(3, 6, 5)
+    expected, expected_state = model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output, state = model(x[:, :3])
+        second, state = model(x[:, 3:], state)  # the state chains under autocast
+        output = torch.cat([output, second], dim=1)
+        output.float().square().mean().backward()
+    states = state if isinstance(state, tuple) else (state,)
+    assert all(tensor.dtype == torch.float32 for tensor in states)
+    torch.testing.assert_close(output.float(), expected, atol=BF16_ATOL, rtol=0)
+    expected_states = expected_state if isinstance(expected_state, tuple) else (expected_state,)
+    for actual, wanted in zip(states, expected_states, strict=True):
+        torch.testing.assert_close(actual, wanted, atol=BF16_ATOL, rtol=0)
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_torch_compile_of_the_rmc_equals_eager():
+    rmc = randomize(RelationalMemory(5, mem_slots=3, head_size=4, num_heads=2))
+    x = torch.randn(3, 4, 5)
+    expected, expected_memory = rmc(x)
+    output, memory = torch.compile(rmc, fullgraph=True)(x)
+    torch.testing.assert_close(output, expected)
+    torch.testing.assert_close(memory, expected_memory)
