@@ -114,6 +114,21 @@ def build_model(config: TrainConfig, task: ClassificationTask) -> nn.Module:
         return task.make_model(core, config.model.head_hidden)
 
 
+def finished(config: Any, counters: Any) -> bool:
+    """Whether a run (``config.steps``/``time_budget``, ``counters.step``/``elapsed_s``;
+    task and language-model runs alike) has reached its step limit or time budget."""
+    if config.steps is not None and counters.step >= config.steps:
+        return True
+    return config.time_budget is not None and counters.elapsed_s >= config.time_budget
+
+
+def progress_fraction(config: Any, counters: Any) -> float:
+    """How far a run is in [0, 1], by steps if set, else by time."""
+    if config.steps is not None:
+        return counters.step / config.steps
+    return min(1.0, counters.elapsed_s / config.time_budget)
+
+
 def learning_rate(optim: OptimConfig, step: int, progress: float) -> float:
     """The learning rate for ``step`` (0-based) at ``progress`` in [0, 1] of the run."""
     scale = 1.0
@@ -496,7 +511,7 @@ class Run:
     def status(self) -> str:
         if self.diverged():
             return "diverged"
-        return "finished" if self.finished() else "interrupted"
+        return "finished" if finished(self.config, self.counters) else "interrupted"
 
     def synchronize(self, started: float) -> None:
         """Agree on the elapsed time (the ranks' mean) and on the stop request (any rank's),
@@ -504,18 +519,6 @@ class Run:
         elapsed, stops = self.world.sum([time.perf_counter() - started, self.stop.requested])
         self.counters.elapsed_s = elapsed / self.world.size
         self.stopping = stops > 0
-
-    def finished(self) -> bool:
-        config, counters = self.config, self.counters
-        if config.steps is not None and counters.step >= config.steps:
-            return True
-        return config.time_budget is not None and counters.elapsed_s >= config.time_budget
-
-    def progress_fraction(self) -> float:
-        """How far the run is in [0, 1], by steps if set, else by time."""
-        if self.config.steps is not None:
-            return self.counters.step / self.config.steps
-        return min(1.0, self.counters.elapsed_s / self.config.time_budget)
 
     def train_step(self) -> tuple[float, int, bool]:
         """One optimizer step on a fresh batch (under DDP, this rank's share of it).
@@ -527,7 +530,9 @@ class Run:
         config, world = self.config, self.world
         inputs, targets = self.task.sample(config.batch_size // world.size, self.data)
         inputs, targets = inputs.to(self.device), targets.to(self.device)
-        lr = learning_rate(config.optim, self.counters.step, self.progress_fraction())
+        lr = learning_rate(
+            config.optim, self.counters.step, progress_fraction(config, self.counters)
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         logits = self.trained(inputs)  # (B, [L,] C)
@@ -564,7 +569,11 @@ class Run:
         started = time.perf_counter() - counters.elapsed_s
         self.stopping = False
         with self.stop.installed(), bar:
-            while not self.finished() and not self.stopping and not self.diverged():
+            while (
+                not finished(self.config, self.counters)
+                and not self.stopping
+                and not self.diverged()
+            ):
                 step_start = time.perf_counter()
                 loss, correct, taken = self.train_step()
                 step_time = time.perf_counter() - step_start
@@ -578,7 +587,7 @@ class Run:
                     self.skip_step()
                 self.synchronize(started)
                 bar.update(1)
-                last = self.finished() or self.stopping or self.diverged()
+                last = finished(self.config, self.counters) or self.stopping or self.diverged()
                 if counters.step % config.log_every == 0 or last:
                     record = self.train_record(interval)
                     self.log(record)

@@ -45,9 +45,11 @@ from ..train import (
     check_more_steps,
     check_new_run_directory,
     derive_seed,
+    finished,
     learning_rate,
     load_weights,
     optimizer_state,
+    progress_fraction,
     read_metrics,
     read_run_config,
     restore_optimizer,
@@ -282,18 +284,6 @@ class LMRun:
             stacklevel=3,
         )
 
-    def finished(self) -> bool:
-        config, counters = self.config, self.counters
-        if config.steps is not None and counters.step >= config.steps:
-            return True
-        return config.time_budget is not None and counters.elapsed_s >= config.time_budget
-
-    def progress_fraction(self) -> float:
-        """How far the run is in [0, 1], by steps if set, else by time."""
-        if self.config.steps is not None:
-            return self.counters.step / self.config.steps
-        return min(1.0, self.counters.elapsed_s / self.config.time_budget)
-
     def train_step(self) -> tuple[float, int, bool]:
         """One optimizer step on the next chunk: returns its mean loss, its tokens and
         whether the step was taken (one with a non-finite loss or gradient is skipped:
@@ -302,7 +292,7 @@ class LMRun:
         start = counters.position
         inputs = self.inputs[:, start : start + config.bptt]  # (B, T)
         targets = self.targets[:, start : start + config.bptt]  # (B, T)
-        lr = learning_rate(config.optim, counters.step, self.progress_fraction())
+        lr = learning_rate(config.optim, counters.step, progress_fraction(config, counters))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         logits, state = self.model(inputs, self.state)  # (B, T, V)
@@ -338,7 +328,9 @@ class LMRun:
         interval = {"loss": 0.0, "scored": 0, "tokens": 0, "steps": 0, "time": 0.0}
         started = time.perf_counter() - counters.elapsed_s
         with self.stop.installed(), bar:
-            while not self.finished() and not self.stop.requested and not self.diverged():
+            while (
+                not finished(config, counters) and not self.stop.requested and not self.diverged()
+            ):
                 step_start = time.perf_counter()
                 loss, tokens, taken = self.train_step()
                 step_time = time.perf_counter() - step_start
@@ -356,7 +348,7 @@ class LMRun:
                 interval["time"] += step_time
                 counters.elapsed_s = time.perf_counter() - started
                 bar.update(1)
-                last = self.finished() or self.stop.requested or self.diverged()
+                last = finished(config, counters) or self.stop.requested or self.diverged()
                 if counters.step % config.log_every == 0 or last:
                     record = self.train_record(interval)
                     self.log(record)
@@ -410,7 +402,7 @@ class LMRun:
         evals = [r for r in records if r["kind"] == "eval"]
         baseline = next(r for r in records if r["kind"] == "baseline")
         counters = self.counters
-        status = "finished" if self.finished() else "interrupted"
+        status = "finished" if finished(self.config, counters) else "interrupted"
         summary = {
             "status": "diverged" if self.diverged() else status,
             "task": self.config.task,
