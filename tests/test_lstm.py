@@ -83,3 +83,13 @@ def test_count_parameters_counts_trainable_only():
 def test_errors(call, error, words):
     with pytest.raises(error, match=words):
         call(LSTMBaseline(5, 6))
+
+
+def test_state_under_bf16_autocast_can_be_fed_back():
+    lstm = LSTMBaseline(5, 6)
+    x = torch.randn(2, 3, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, state = lstm(x)
+        output, state = lstm(x, state)
+    assert state.h.dtype == state.c.dtype == torch.float32
+    assert output.shape == (2, 3, 6)

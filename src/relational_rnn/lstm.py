@@ -76,7 +76,8 @@ class LSTMBaseline(nn.Module):
         output = hidden if self.head is None else self.head(hidden)
         if not self.batch_first:
             output = output.transpose(0, 1)
-        return output, LSTMState(h, c)
+        # Under autocast the LSTM returns bfloat16; the state keeps the parameters' dtype.
+        return output, LSTMState(h.to(like.dtype), c.to(like.dtype))
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}, batch_first={self.batch_first}"
