@@ -27,6 +27,7 @@ from relational_rnn.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     load_latest,
+    remove_incomplete,
     save_checkpoint,
 )
 from relational_rnn.cli import main
@@ -314,3 +315,20 @@ def test_checkpoint_size_estimate_covers_a_real_checkpoint(tmp_path):
     run, _ = train(tiny(steps=2), tmp_path / "run")
     tensor_path, _ = checkpoint_paths(tmp_path / "run", 2)
     assert os.path.getsize(tensor_path) <= preflight.checkpoint_bytes(run.model)
+
+
+def test_a_kill_while_pruning_leaves_nothing_that_outlives_a_resume(tmp_path):
+    """Pruning deletes an old checkpoint's JSON before its tensors; either half left
+    alone by a kill is removed as incomplete."""
+    weights = {"w": torch.ones(2)}
+    for step in (1, 2, 3):
+        save_checkpoint(tmp_path, step, weights, {}, keep=3)
+    tensor_1, meta_1 = checkpoint_paths(tmp_path, 1)
+    tensor_2, meta_2 = checkpoint_paths(tmp_path, 2)
+    tensor_1.unlink()  # a JSON without tensors
+    meta_2.unlink()  # tensors without a JSON
+    assert set(remove_incomplete(tmp_path)) == {meta_1, tensor_2}
+    assert list_checkpoints(tmp_path) == [3]
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {
+        p.name for p in checkpoint_paths(tmp_path, 3)
+    }

@@ -77,7 +77,9 @@ def save_checkpoint(
     record = {"step": step, "sha256": hashlib.sha256(data).hexdigest(), **meta}
     write_atomic(meta_path, json.dumps(record, indent=1).encode())
     for old in list_checkpoints(run_dir)[:-keep]:
-        for path in checkpoint_paths(run_dir, old):
+        # The JSON goes first: a kill in between leaves a JSON-less tensor file, which
+        # ``remove_incomplete`` recognises as unfinished.
+        for path in reversed(checkpoint_paths(run_dir, old)):
             path.unlink(missing_ok=True)
     return meta_path
 
@@ -132,12 +134,12 @@ def load_latest(run_dir: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
 
 def remove_incomplete(run_dir: Path) -> list[Path]:
-    """Delete the temporary files and JSON-less tensor files that a writer killed in the
-    middle of ``save_checkpoint`` left; returns their paths."""
+    """Delete the temporary files and the half of a checkpoint whose other file is missing,
+    left by a writer killed in the middle of ``save_checkpoint``; returns their paths."""
     directory = Path(run_dir) / CHECKPOINTS
     complete = set(list_checkpoints(run_dir))
     removed = list(directory.glob(".*.tmp"))
-    for path in directory.glob("step-*.safetensors"):
+    for path in [*directory.glob("step-*.safetensors"), *directory.glob("step-*.json")]:
         step = path.stem.removeprefix("step-")
         if not step.isdigit() or int(step) not in complete:
             removed.append(path)
