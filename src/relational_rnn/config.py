@@ -32,6 +32,18 @@ class ConfigError(ValueError):
     """A configuration that cannot be used: the message says which value and why."""
 
 
+def check_run_end(steps: int | None, time_budget: float | None, seed: int) -> None:
+    """A run needs an end (``steps``, ``time_budget`` or both, positive) and a seed >= 0."""
+    if steps is None and time_budget is None:
+        raise ConfigError("set steps or time_budget (or both): a run needs an end")
+    if steps is not None:
+        check_positive_int("steps", steps)
+    if time_budget is not None and not time_budget > 0:
+        raise ConfigError(f"time_budget must be > 0 seconds, got {time_budget}")
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {seed}")
+
+
 @dataclass
 class TaskConfig:
     """The task's name (see ``relational_rnn.tasks.TASKS``) and its options."""
@@ -130,14 +142,7 @@ class TrainConfig:
         check_positive_int("checkpoint_every", self.checkpoint_every)
         check_positive_int("keep_checkpoints", self.keep_checkpoints)
         check_positive_int("max_nonfinite_steps", self.max_nonfinite_steps)
-        if self.steps is None and self.time_budget is None:
-            raise ConfigError("set steps or time_budget (or both): a run needs an end")
-        if self.steps is not None:
-            check_positive_int("steps", self.steps)
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise ConfigError(f"time_budget must be > 0 seconds, got {self.time_budget}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        check_run_end(self.steps, self.time_budget, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, with the format marker."""

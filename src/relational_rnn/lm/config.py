@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._checks import check_choice, check_positive_int
-from ..config import ConfigError, ModelConfig, OptimConfig, _build, merge
+from ..config import ConfigError, ModelConfig, OptimConfig, _build, check_run_end, merge
 from .corpus import LEVELS
 
 FORMAT = "relational-rnn-lm-run"
@@ -61,14 +61,7 @@ class LMConfig:
             check_positive_int(name, getattr(self, name))
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.steps is None and self.time_budget is None:
-            raise ConfigError("set steps or time_budget (or both): a run needs an end")
-        if self.steps is not None:
-            check_positive_int("steps", self.steps)
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise ConfigError(f"time_budget must be > 0 seconds, got {self.time_budget}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        check_run_end(self.steps, self.time_budget, self.seed)
 
     @property
     def task(self) -> str:
