@@ -1,6 +1,6 @@
 """Throughput of the NumPy reference next to the PyTorch modules, on the same CPU.
 
-    python benchmarks/numpy_reference.py [--threads 1] [--repeats 10]
+    python benchmarks/numpy_reference.py [--threads 1 2] [--repeats 10]
 
 Measures forward and forward + backward (full BPTT, a gradient on every output) of the
 gated-slot Relational RNN at B=64, T=50, input 32, hidden 64, 4 slots of 64, 2 heads,
@@ -9,18 +9,19 @@ batch x steps per second (the median of ``--repeats`` timed runs after one warm-
 a Markdown table and writes it to benchmarks/results/numpy_reference.md.
 
 NumPy's forward keeps what its backward needs; PyTorch's forward runs under
-``torch.inference_mode``. Both use ``--threads`` threads (BLAS and intra-op), one by
-default: the time loop is sequential and each step's matrices are small (B x N rows),
-and on the shared 2-core machine where the committed results were measured, two
-threads made both libraries several times slower. ``--threads 2`` compares.
+``torch.inference_mode``. Each thread count of ``--threads`` (BLAS and intra-op threads
+for both libraries) is measured in its own process, because BLAS fixes its thread count
+when NumPy is imported. The target is judged at the best of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ def measure(config: Config, repeats: int) -> dict[str, tuple[float, float]]:
     }
 
 
-def machine(threads: int) -> str:
+def machine() -> str:
     import numpy as np
     import torch
 
@@ -129,58 +130,86 @@ def machine(threads: int) -> str:
         cpu = names[0] if names else cpu
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
-        f"{cpu}, {os.cpu_count()} logical cores, {threads} thread(s) used, "
-        f"load average {load:.1f} at the start; Python {platform.python_version()}, "
-        f"NumPy {np.__version__}, PyTorch {torch.__version__}; float32"
+        f"{cpu}, {os.cpu_count()} logical cores, load average {load:.1f} at the start; "
+        f"Python {platform.python_version()}, NumPy {np.__version__}, "
+        f"PyTorch {torch.__version__}; float32"
     )
+
+
+def worker(threads: int, repeats: int) -> None:
+    """Measure every configuration with ``threads`` threads; print one JSON row each."""
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(threads)  # before NumPy is imported
+    import torch
+
+    torch.set_num_threads(threads)
+    for index, config in enumerate(CONFIGS):
+        for implementation, (forward, both) in measure(config, repeats).items():
+            row = dict(config=index, implementation=implementation, forward=forward, both=both)
+            print(json.dumps(row), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument(
-        "--output", type=Path, default=Path(__file__).parent / "results" / "numpy_reference.md"
+        "--threads", type=int, nargs="+", default=[1, 2], help="thread counts to measure"
     )
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per measurement")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path(__file__).parent / "results" / "numpy_reference.md",
+        help="where the Markdown table is written",
+    )
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # a child's thread count
     args = parser.parse_args()
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(args.threads)  # before NumPy is imported
-    import torch
-
-    torch.set_num_threads(args.threads)
+    if args.worker is not None:
+        worker(args.worker, args.repeats)
+        return
 
     lines = [
         "# NumPy reference throughput",
         "",
-        f"`{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}` on {machine(args.threads)}.",
+        f"`{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}` on {machine()}.",
         "Batch x steps per second, median of "
         f"{args.repeats} runs; forward + backward is full BPTT with a gradient on every output.",
         "",
-        "| model (Relational RNN) | B | T | I | H | slots x size | heads | implementation "
-        "| forward | forward + backward |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model (Relational RNN) | B | T | I | H | slots x size | heads | threads "
+        "| implementation | forward | forward + backward |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    base_forward = None
-    for config in CONFIGS:
-        for implementation, (forward, both) in measure(config, args.repeats).items():
-            if config.name == "base" and implementation == "NumPy reference":
-                base_forward = forward
+    print("\n".join(lines), flush=True)
+    base_forward = {}  # threads -> NumPy forward at the base configuration
+    for threads in args.threads:
+        child = subprocess.run(
+            [sys.executable, __file__, "--worker", str(threads), "--repeats", str(args.repeats)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        for row in map(json.loads, child.stdout.splitlines()):
+            config = CONFIGS[row["config"]]
+            if config.name == "base" and row["implementation"] == "NumPy reference":
+                base_forward[threads] = row["forward"]
             lines.append(
                 f"| {config.name} | {config.batch} | {config.steps} | {config.input_size} "
                 f"| {config.hidden_size} | {config.num_slots} x {config.slot_size} "
-                f"| {config.num_heads} | {implementation} | {forward:,.0f} | {both:,.0f} |"
+                f"| {config.num_heads} | {threads} | {row['implementation']} "
+                f"| {row['forward']:,.0f} | {row['both']:,.0f} |"
             )
             print(lines[-1], flush=True)
-    verdict = "met" if base_forward >= TARGET else "NOT met"
+    best = max(base_forward, key=base_forward.get)
+    verdict = "met" if base_forward[best] >= TARGET else "NOT met"
+    measured = ", ".join(f"{value:,.0f} at {t} thread(s)" for t, value in base_forward.items())
     lines += [
         "",
         f"Target: NumPy forward >= {TARGET:,} batch x steps/s at the base configuration on "
-        f"2 cores: {verdict} ({base_forward:,.0f}).",
+        f"2 cores: {verdict} at {best} thread(s) ({measured}).",
     ]
-    table = "\n".join(lines) + "\n"
-    print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(table)
+    args.output.write_text("\n".join(lines) + "\n")
+    print(lines[-1])
+    print(f"written to {args.output}")
 
 
 if __name__ == "__main__":

@@ -22,12 +22,13 @@ def merge_heads(x: np.ndarray) -> np.ndarray:
 
 def softmax(x: np.ndarray) -> np.ndarray:
     """Softmax over the last axis (a short one: the N or N + 1 rows attended to)."""
-    # Each row's max is taken across a copy with the short axis first: NumPy reduces
-    # a short last axis one row at a time, but a leading axis over all rows at once.
-    row_max = np.moveaxis(x, -1, 0).copy().max(axis=0)[..., None]
-    e = np.exp(x - row_max)
-    e /= e.sum(axis=-1, keepdims=True)
-    return e
+    # Computed on a copy with the short axis first: NumPy reduces a short last axis one
+    # row at a time, but a leading axis over all rows at once.
+    e = np.moveaxis(x, -1, 0).copy()  # (R, ...)
+    e -= e.max(axis=0)
+    np.exp(e, out=e)
+    e /= e.sum(axis=0)
+    return np.moveaxis(e, 0, -1)
 
 
 def attend(

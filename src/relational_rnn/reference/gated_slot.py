@@ -71,8 +71,10 @@ class GatedSlotMemoryCell(MemoryCell):
         attended, attention_cache = self.attention.forward(params, memory)  # A (B, N, S)
         attended[:, 0] += slot_input  # the input enters slot 0
         update = np.tanh(self.update.forward(params, attended))  # U (B, N, S)
-        gate = sigmoid(self.gate_memory.forward(params, attended) + gate_input[:, None])  # G
-        new_memory = gate * update + (1.0 - gate) * memory  # (B, N, S)
+        gate = self.gate_memory.forward(params, attended)  # (B, N, S)
+        gate += gate_input[:, None]
+        gate = sigmoid(gate)  # G
+        new_memory = memory + gate * (update - memory)  # G * U + (1 - G) * M, (B, N, S)
         return new_memory, (attention_cache, memory, attended, update, gate)
 
     def step_backward(

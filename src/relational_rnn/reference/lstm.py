@@ -64,7 +64,7 @@ class LSTMCell(Cell):
         """x (T, B, I) -> hidden (T, B, H), final LSTMState, cache."""
         steps, batch_size, _ = x.shape
         four_h = 4 * self.hidden_size
-        weight_hh = params[self.weight_hh]
+        weight_hh_t = np.ascontiguousarray(params[self.weight_hh].T)  # (H, 4H), read T times
         bias = params[self.bias_ih] + params[self.bias_hh]
         input_term = (x.reshape(-1, self.input_size) @ params[self.weight_ih].T + bias).reshape(
             steps, batch_size, four_h
@@ -74,7 +74,8 @@ class LSTMCell(Cell):
         hidden = np.empty((steps + 1, batch_size, self.hidden_size), x.dtype)  # h_0 .. h_T
         hidden[0], cells[0] = state
         for t in range(steps):
-            z = input_term[t] + hidden[t] @ weight_hh.T  # (B, 4H)
+            z = hidden[t] @ weight_hh_t  # (B, 4H)
+            z += input_term[t]
             gates[t] = sigmoid(z)
             i, f, g, o = self.split(gates[t])  # (B, H) views
             g[...] = np.tanh(self.split(z)[2])  # the candidate takes tanh, not sigmoid
