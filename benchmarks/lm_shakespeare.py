@@ -121,9 +121,21 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated models")
     parser.add_argument("--data", type=Path, default=DATA, help="the Tiny Shakespeare file")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--runs", type=Path, default=Path("runs/lm-shakespeare"))
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of every model's initialisation and batches"
+    )
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=Path("runs/lm-shakespeare"),
+        help="folder of the run folders (checkpoints, metrics), one per model",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "results",
+        help="where lm_shakespeare.md and lm_shakespeare.png are written",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: nothing under --out")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -139,7 +151,7 @@ def main() -> int:
         run_dirs[model] = run_dir
         print(json.dumps(summaries[model]), file=sys.stderr)
     best = min(summaries, key=lambda m: summaries[m]["final"]["loss"])
-    _, vocab, model = load_lm(run_dirs[best])
+    _, vocab, model, _ = load_lm(run_dirs[best])
     sample = generate(model, vocab, PROMPT, 600, temperature=0.8, seed=0)
     lines = [
         "# Tiny Shakespeare, character level",

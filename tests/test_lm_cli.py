@@ -1,4 +1,4 @@
-"""``relational-rnn train --task lm-char/lm-word`` and ``relational-rnn sample``."""
+"""``relational-rnn train --task lm-char/lm-word``, ``eval`` of such a run and ``sample``."""
 
 import json
 
@@ -82,6 +82,19 @@ def test_sample_is_deterministic_under_a_seed(run_dir, capsys):
     assert run_main(capsys, *argv)[1] == first
 
 
+def test_eval_of_a_language_model_run_scores_its_whole_splits(run_dir, capsys):
+    status, stdout, err = run_main(capsys, "eval", run_dir)
+    assert status == 0, err
+    result = json.loads((run_dir / "eval.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert result["step"] == summary["steps"]
+    # The newest checkpoint holds the final weights, which the run scored at its end.
+    assert result["valid"]["loss"] == pytest.approx(summary["final"]["loss"], rel=1e-6)
+    assert result["test"]["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-6)
+    assert result["baseline"]["loss"] > 0 and "bits_per_char" in result["test"]
+    assert f"at step {summary['steps']}: validation loss" in stdout
+
+
 def test_word_level_training(tmp_path, capsys):
     data = tmp_path / "wiki"
     data.mkdir()
@@ -103,6 +116,8 @@ def test_word_level_training(tmp_path, capsys):
         (["train", "--task", "lm-char"], "needs --data"),
         (["train", "--task", "nth-farthest", "--data", "{tmp}/empty.txt"], "--data is for"),
         (["train", "--task", "lm-char", "--data", "{text}", "--eval-size", "5"], "--eval-size"),
+        (["eval", "{run}", "--seed", "1"], "--seed does not apply to a language-model run"),
+        (["eval", "{run}", "--size", "10"], "--size does not apply to a language-model run"),
         (["sample", "{run}", "--prompt", "Zeus"], "not in the model's vocabulary"),
         (["sample", "{run}", "--temperature", "0"], "temperature must be > 0"),
         (["sample", "{tmp}/nowhere"], "does not exist"),

@@ -270,16 +270,28 @@ def report_divergence(max_nonfinite_steps: int) -> None:
     )
 
 
+def write_eval(result: dict[str, Any], args: argparse.Namespace) -> Path:
+    """Write ``eval``'s result to ``--out`` (default RUN_DIR/eval.json); the path written."""
+    out = args.out or Path(args.run_dir) / "eval.json"
+    try:
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    except OSError as error:
+        raise ConfigError(f"cannot write {out}: {error.strerror or error}") from None
+    return out
+
+
 def command_eval(args: argparse.Namespace) -> int:
+    from .lm.cli import eval_lm, is_lm_run
+
+    if is_lm_run(args.run_dir):
+        return eval_lm(args)
+    seed = 0 if args.seed is None else args.seed
+    size = 10000 if args.size is None else args.size
     with user_errors():
-        result = evaluate_run(args.run_dir, seed=args.seed, size=args.size)
-        out = args.out or Path(args.run_dir) / "eval.json"
-        try:
-            out.write_text(json.dumps(result, indent=2) + "\n")
-        except OSError as error:
-            raise ConfigError(f"cannot write {out}: {error.strerror or error}") from None
+        result = evaluate_run(args.run_dir, seed=seed, size=size)
+        out = write_eval(result, args)
     print(
-        f"test set (seed {args.seed}, {args.size} examples) at step {result['step']}: "
+        f"test set (seed {seed}, {size} examples) at step {result['step']}: "
         f"{format_metrics(result['metrics'])}; baseline {format_metrics(result['baseline'])}"
     )
     print(f"wrote {out}", file=sys.stderr)
@@ -373,11 +385,12 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "eval",
         help="test metrics of a run's newest checkpoint",
-        description="Evaluate a run's newest checkpoint on a fresh seeded test set.",
+        description="Evaluate a run's newest checkpoint: a task run on a fresh test set drawn "
+        "from --seed, a language-model run on the whole validation and test splits of its data.",
     )
     evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run directory")
-    evaluate.add_argument("--seed", type=int, default=0, help="test-set seed (default: 0)")
-    evaluate.add_argument("--size", type=int, default=10000, help="test examples (default: 10000)")
+    evaluate.add_argument("--seed", type=int, help="test-set seed of a task run (default: 0)")
+    evaluate.add_argument("--size", type=int, help="test examples of a task run (default: 10000)")
     evaluate.add_argument(
         "--out", type=Path, help="JSON file to write (default: RUN_DIR/eval.json)"
     )

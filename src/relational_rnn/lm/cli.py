@@ -23,11 +23,12 @@ from ..cli import (
     config_overrides,
     report_divergence,
     user_errors,
+    write_eval,
 )
 from ..config import ConfigError, read_json
 from ..distributed import world_from_env
 from .config import FORMAT, TASKS, LMConfig, lm_config_from_dict
-from .train import LMRun, format_lm_metrics, load_lm
+from .train import LMRun, evaluate_lm_run, format_lm_metrics, load_lm
 
 
 def on_off(text: str) -> bool:
@@ -95,6 +96,33 @@ def _is_lm(path: Path) -> bool:
     return isinstance(data, dict) and (data.get("format") == FORMAT or "level" in data)
 
 
+def is_lm_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a language-model run (False for anything else)."""
+    path = Path(run_dir, "config.json")
+    return path.is_file() and _is_lm(path)
+
+
+def eval_lm(args: argparse.Namespace) -> int:
+    """``relational-rnn eval`` of a language-model run: the whole validation and test
+    splits of its data; ``--seed`` and ``--size`` (of task test sets) do not apply."""
+    with user_errors():
+        for flag in ("seed", "size"):
+            if getattr(args, flag) is not None:
+                raise ConfigError(
+                    f"--{flag} does not apply to a language-model run: it is evaluated "
+                    "on the whole validation and test splits of its data"
+                )
+        result = evaluate_lm_run(args.run_dir)
+        out = write_eval(result, args)
+    print(
+        f"at step {result['step']}: validation {format_lm_metrics(result['valid'])}; "
+        f"test {format_lm_metrics(result['test'])}; "
+        f"unigram baseline (test) {format_lm_metrics(result['baseline'])}"
+    )
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def lm_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags as changes to an ``LMConfig``; flags of task runs only are errors."""
     overrides = config_overrides(args)
@@ -160,7 +188,7 @@ def command_sample(args: argparse.Namespace) -> int:
     from .sample import generate
 
     with user_errors():
-        _, vocab, model = load_lm(args.run_dir)
+        _, vocab, model, _ = load_lm(args.run_dir)
         text = generate(model, vocab, args.prompt, args.length, args.temperature, args.seed)
     sys.stdout.write(args.prompt + text + ("" if text.endswith("\n") else "\n"))
     return 0

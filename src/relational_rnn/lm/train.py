@@ -130,15 +130,39 @@ def read_vocab(run_dir: Path) -> Vocabulary:
         raise ConfigError(f"{path}: {error}") from None
 
 
-def load_lm(run_dir: Path) -> tuple[LMConfig, Vocabulary, LanguageModel]:
+def load_run_corpus(config: LMConfig, run_dir: Path) -> Corpus:
+    """The corpus of an existing run, checked against the vocabulary saved with the run."""
+    corpus = load_corpus(config.level, Path(config.data))
+    if corpus.vocab != read_vocab(run_dir):
+        raise ConfigError(
+            f"{config.data} has changed since the run started: its vocabulary differs"
+        )
+    return corpus
+
+
+def load_lm(run_dir: Path) -> tuple[LMConfig, Vocabulary, LanguageModel, int]:
     """A language-model run's config, vocabulary and model (in eval mode) with the
-    newest checkpoint's weights."""
+    newest checkpoint's weights, and that checkpoint's step."""
     config = read_lm_config(run_dir)
     vocab = read_vocab(run_dir)
     model = build_lm(config, len(vocab))
     tensors, meta = load_latest(run_dir)
     load_weights(model, tensors, meta, run_dir)
-    return config, vocab, model.eval()
+    return config, vocab, model.eval(), meta["step"]
+
+
+def evaluate_lm_run(run_dir: Path) -> dict[str, Any]:
+    """Metrics of a run's newest checkpoint on the whole validation and test splits of
+    its data, with the unigram baseline on the test split."""
+    config, _, model, step = load_lm(run_dir)
+    corpus = load_run_corpus(config, run_dir)
+    columns, bptt, level = config.eval_columns, config.bptt, config.level
+    return {
+        "step": step,
+        "valid": evaluate_lm(model, corpus.valid, columns, bptt, level),
+        "test": evaluate_lm(model, corpus.test, columns, bptt, level),
+        "baseline": unigram_baseline(corpus, corpus.test),
+    }
 
 
 def state_parts(state: Any) -> list[Tensor]:
@@ -216,12 +240,7 @@ class LMRun:
             names = ", ".join(sorted(set(changes) - {"steps", "time_budget"}))
             raise ConfigError(f"a resumed run keeps its config; cannot change {names}")
         config = lm_config_from_dict(changes, config)
-        corpus = load_corpus(config.level, Path(config.data))
-        if corpus.vocab != read_vocab(run_dir):
-            raise ConfigError(
-                f"{config.data} has changed since the run started: its vocabulary differs"
-            )
-        run = cls(config, run_dir, corpus)
+        run = cls(config, run_dir, load_run_corpus(config, run_dir))
         run.load()
         check_more_steps(changes, run.counters.step, run_dir)
         if changes:
