@@ -147,7 +147,7 @@ def main() -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
         run = LMRun.create(run_config(model, args.data, args.budget, args.seed), run_dir)
         print(f"{model}: {run.parameters:,} parameters", file=sys.stderr)
-        summaries[model] = run.train(progress=False)
+        summaries[model] = run.train()  # prints each validation, a bar on a terminal
         run_dirs[model] = run_dir
         print(json.dumps(summaries[model]), file=sys.stderr)
     best = min(summaries, key=lambda m: summaries[m]["final"]["loss"])

@@ -1,10 +1,14 @@
-"""Helpers shared by the model tests."""
+"""Helpers shared by the tests: random parameters, gradient checks, running the command."""
 
 from __future__ import annotations
+
+import re
 
 import torch
 from torch import nn
 from torch.func import functional_call
+
+from relational_rnn.cli import main
 
 
 def randomize(module: nn.Module, scale: float = 0.5) -> nn.Module:
@@ -31,3 +35,26 @@ def gradcheck_module(module: nn.Module, *inputs: torch.Tensor, pack=None) -> boo
         return functional_call(module, weights, args)[0]
 
     return torch.autograd.gradcheck(run, (*params, *inputs), eps=1e-6, atol=1e-5)
+
+
+def run_main(capsys, *argv) -> tuple[int, str, str]:
+    """The ``relational-rnn`` command's exit status (from a return or a SystemExit) and
+    what it wrote to stdout and stderr (only this call's output)."""
+    capsys.readouterr()  # drop what came before
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as exit:
+        status = exit.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def assert_one_line_error(status: int, err: str, *words: str) -> None:
+    """Refused as the command refuses bad input: status 2, one line on stderr that
+    starts with ``relational-rnn: error:`` (``relational-rnn COMMAND: error:`` for
+    argparse's own errors) and holds every one of ``words``."""
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1, err
+    assert re.match(r"relational-rnn( \w+)?: error: ", lines[0]) and "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], err

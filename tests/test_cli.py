@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import assert_one_line_error, run_main
 
-from relational_rnn.cli import main, make_parser
+from relational_rnn.cli import make_parser
 
 TINY = [
     "--task",
@@ -37,16 +38,6 @@ TINY = [
     "1",
 ]
 SUBCOMMANDS = ["train", "eval", "compare", "plot", "attention"]
-
-
-def run_main(capsys, *argv):
-    """main's exit status (from a return or a SystemExit) and its stdout and stderr."""
-    try:
-        status = main([str(a) for a in argv])
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def trained(tmp_path, capsys, *extra, name="run"):
@@ -203,13 +194,11 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, argv, message):
     (tmp_path / "empty").mkdir()
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     status, out, err = (
-        run_main(capsys, *argv, "--out", tmp_path / "out")[:3]
+        run_main(capsys, *argv, "--out", tmp_path / "out")
         if argv[0] == "train" and "--resume" not in argv
         else run_main(capsys, *argv)
     )
-    assert status == 2
-    assert message in err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert_one_line_error(status, err, message)
     assert not (tmp_path / "out").exists()
 
 

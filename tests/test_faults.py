@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_one_line_error, run_main
 
 from relational_rnn import preflight
 from relational_rnn.checkpoint import (
@@ -70,16 +71,6 @@ def assert_same_weights(a: dict, b: dict) -> None:
     for name in a:
         if name != "rng.torch":
             assert torch.equal(a[name], b[name]), name
-
-
-def run_main(capsys, *argv) -> tuple[int, str]:
-    """main's exit status and what it wrote to stderr."""
-    capsys.readouterr()  # drop what came before
-    try:
-        status = main([str(a) for a in argv])
-    except SystemExit as exit:
-        status = exit.code
-    return status, capsys.readouterr().err
 
 
 # --- SIGKILL ---------------------------------------------------------------------------
@@ -258,7 +249,7 @@ def test_the_command_reports_a_diverged_run(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(task_class, "sample", always_nan)
     with pytest.warns(NonFiniteWarning):
-        status, err = run_main(
+        status, _, err = run_main(
             capsys, "train", *CLI_TINY, "--max-nonfinite-steps", "2", "--out", tmp_path / "run"
         )
     assert status == 1
@@ -268,36 +259,29 @@ def test_the_command_reports_a_diverged_run(tmp_path, monkeypatch, capsys):
 # --- up-front checks ------------------------------------------------------------------------
 
 
-def assert_refused_before_training(status: int, err: str, *words: str) -> None:
-    lines = err.strip().splitlines()
-    assert status == 2 and len(lines) == 1 and lines[0].startswith("relational-rnn: error:"), err
-    for word in words:
-        assert word in lines[0]
-
-
 def test_an_unwritable_output_directory_is_refused(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    status, err = run_main(capsys, "train", *CLI_TINY, "--out", blocker / "run")
-    assert_refused_before_training(status, err, "cannot write to the run directory")
+    status, _, err = run_main(capsys, "train", *CLI_TINY, "--out", blocker / "run")
+    assert_one_line_error(status, err, "cannot write to the run directory")
     if Path("/proc/self").is_dir():  # not even root may create directories in /proc
-        status, err = run_main(capsys, "train", *CLI_TINY, "--out", "/proc/relational-rnn/run")
-        assert_refused_before_training(status, err, "cannot write to the run directory")
+        status, _, err = run_main(capsys, "train", *CLI_TINY, "--out", "/proc/relational-rnn/run")
+        assert_one_line_error(status, err, "cannot write to the run directory")
 
 
 def test_too_little_disk_is_refused(tmp_path, capsys, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
-    status, err = run_main(capsys, "train", *CLI_TINY, "--out", tmp_path / "run")
-    assert_refused_before_training(status, err, "not enough disk space")
+    status, _, err = run_main(capsys, "train", *CLI_TINY, "--out", tmp_path / "run")
+    assert_one_line_error(status, err, "not enough disk space")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_a_directory_with_another_runs_files_is_refused(tmp_path, capsys):
     train(tiny(steps=2), tmp_path / "old")
     (tmp_path / "old" / "config.json").unlink()  # a half-deleted run
-    status, err = run_main(capsys, "train", *CLI_TINY, "--out", tmp_path / "old")
-    assert_refused_before_training(status, err, "of another run")
+    status, _, err = run_main(capsys, "train", *CLI_TINY, "--out", tmp_path / "old")
+    assert_one_line_error(status, err, "of another run")
 
 
 def test_resuming_with_another_models_checkpoints_is_refused(tmp_path, capsys):
@@ -305,10 +289,10 @@ def test_resuming_with_another_models_checkpoints_is_refused(tmp_path, capsys):
     train(tiny(steps=2, model={**TINY["model"], "kind": "lstm"}), tmp_path / "lstm")
     shutil.rmtree(tmp_path / "rmc" / "checkpoints")
     shutil.copytree(tmp_path / "lstm" / "checkpoints", tmp_path / "rmc" / "checkpoints")
-    status, err = run_main(capsys, "train", "--resume", tmp_path / "rmc")
-    assert_refused_before_training(status, err, "belongs to another run", "lstm")
-    status, err = run_main(capsys, "eval", tmp_path / "rmc")
-    assert_refused_before_training(status, err, "belongs to another run")
+    status, _, err = run_main(capsys, "train", "--resume", tmp_path / "rmc")
+    assert_one_line_error(status, err, "belongs to another run", "lstm")
+    status, _, err = run_main(capsys, "eval", tmp_path / "rmc")
+    assert_one_line_error(status, err, "belongs to another run")
 
 
 def test_checkpoint_size_estimate_covers_a_real_checkpoint(tmp_path):

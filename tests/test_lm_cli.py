@@ -3,8 +3,7 @@
 import json
 
 import pytest
-
-from relational_rnn.cli import main
+from helpers import assert_one_line_error, run_main
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 6
 TINY = [
@@ -27,16 +26,6 @@ TINY = [
     "--log-every",
     "1",
 ]
-
-
-def run_main(capsys, *argv):
-    """main's exit status (from a return or a SystemExit) and its stdout and stderr."""
-    try:
-        status = main([str(a) for a in argv])
-    except SystemExit as exit:
-        status = exit.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 @pytest.fixture
@@ -127,17 +116,7 @@ def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys, run_dir, text_f
     (tmp_path / "empty.txt").write_text("")
     names = {"tmp": tmp_path, "run": run_dir, "text": text_file}
     status, _, err = run_main(capsys, *(a.format(**names) for a in argv))
-    assert status == 2
-    assert err.startswith("relational-rnn: error: ") and err.count("\n") == 1, err
-    assert message in err
-    assert "Traceback" not in err
-
-
-def assert_one_line_error(status, err, message):
-    assert status == 2
-    assert err.startswith("relational-rnn: error: ") and err.count("\n") == 1, err
-    assert message in err
-    assert "Traceback" not in err
+    assert_one_line_error(status, err, message)
 
 
 def test_new_run_refuses_a_folder_with_leftover_checkpoints(tmp_path, capsys, text_file):

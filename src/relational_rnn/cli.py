@@ -126,11 +126,31 @@ FLAGS = (
 )
 
 
-def default_of(path: Sequence[str], defaults: TrainConfig) -> Any:
+def default_of(path: Sequence[str], defaults: Any) -> Any:
+    """The value at ``path`` of a config's ``to_dict()``, as a flag's help shows it."""
     value: Any = defaults.to_dict()
     for key in path:
         value = value[key]
+    if value is None or value == "":
+        return "none"
     return ",".join(map(str, value)) if isinstance(value, list) else value
+
+
+def add_flags(group: Any, flags: Sequence[Flag], defaults: Any) -> None:
+    """Add ``flags`` to an argument group; ``defaults`` (a config) gives the shown defaults.
+
+    A flag's value lands in the namespace under ``config.<path>`` only when it is given,
+    so that a flag left out does not override ``--config`` or a resumed run.
+    """
+    for flag in flags:
+        group.add_argument(
+            flag.flag,
+            type=flag.type,
+            default=argparse.SUPPRESS,
+            dest="config." + ".".join(flag.path),
+            metavar=flag.flag.removeprefix("--").replace("-", "_").upper(),
+            help=f"{flag.help} (default: {default_of(flag.path, defaults)})",
+        )
 
 
 def add_config_flags(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
@@ -154,15 +174,7 @@ def add_config_flags(parser: argparse.ArgumentParser, defaults: TrainConfig) -> 
         metavar="KEY=VALUE",
         help=f"a task option, repeatable; the options and defaults are {options}",
     )
-    for flag in FLAGS:
-        group.add_argument(
-            flag.flag,
-            type=flag.type,
-            default=argparse.SUPPRESS,
-            dest="config." + ".".join(flag.path),
-            metavar=flag.flag.removeprefix("--").replace("-", "_").upper(),
-            help=f"{flag.help} (default: {default_of(flag.path, defaults)})",
-        )
+    add_flags(group, FLAGS, defaults)
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:

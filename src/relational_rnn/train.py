@@ -347,7 +347,139 @@ class StopRequest:
                 signal.signal(sig, handler)
 
 
-class Run:
+class TrainingLoop:
+    """The training loop shared by task runs (``Run``) and language-model runs.
+
+    A subclass sets ``config`` (``steps``, ``time_budget``, ``log_every``, ``eval_every``,
+    ``checkpoint_every``, ``max_nonfinite_steps``), ``counters`` (``step``, ``elapsed_s``,
+    ``train_time_s``, ``nonfinite_in_a_row``, ``skipped_steps``) and ``stop``, and
+    provides the steps of the loop: ``train_step``, ``count``, ``log_train``,
+    ``evaluate`` and ``describe_eval``, ``log``, ``checkpoint`` and ``write_summary``.
+    """
+
+    config: Any
+    counters: Any
+    stop: StopRequest
+    stopping = False  # the stop request, as every rank sees it
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process reports and writes (rank 0 of a DDP run)."""
+        return True
+
+    def train_step(self) -> tuple[float, int, bool]:
+        """One optimizer step: its loss, what it counts (correct answers or tokens) and
+        whether it was taken (not skipped for a non-finite loss or gradient)."""
+        raise NotImplementedError
+
+    def count(self, loss: float, amount: int, taken: bool, time_s: float) -> None:
+        """Add a step's ``train_step`` result and time to the counters and statistics."""
+        raise NotImplementedError
+
+    def log_train(self) -> dict[str, str]:
+        """Log the statistics since the last call; the progress bar's figures."""
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def describe_eval(self, metrics: dict[str, float]) -> str:
+        """``evaluate``'s metrics as printed, e.g. ``held-out loss 0.5 accuracy 80%``."""
+        raise NotImplementedError
+
+    def log(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def log_eval(self) -> str:
+        """Evaluate and log; the line to print."""
+        metrics, counters = self.evaluate(), self.counters
+        self.log(
+            {"kind": "eval", "step": counters.step, "elapsed_s": counters.elapsed_s, **metrics}
+        )
+        return f"step {counters.step}: {self.describe_eval(metrics)}"
+
+    def checkpoint(self) -> None:
+        raise NotImplementedError
+
+    def write_summary(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def diverged(self) -> bool:
+        """Whether the latest ``max_nonfinite_steps`` steps were all skipped."""
+        return self.counters.nonfinite_in_a_row >= self.config.max_nonfinite_steps
+
+    def done(self) -> bool:
+        """Whether the loop ends: the run finished, was asked to stop or diverged."""
+        return finished(self.config, self.counters) or self.stopping or self.diverged()
+
+    def status(self) -> str:
+        if self.diverged():
+            return "diverged"
+        return "finished" if finished(self.config, self.counters) else "interrupted"
+
+    def synchronize(self, started: float) -> None:
+        """Take in the elapsed time and a stop request (every rank must see the same)."""
+        self.counters.elapsed_s = time.perf_counter() - started
+        self.stopping = self.stop.requested
+
+    def skip_step(self) -> None:
+        """Count a step skipped for a non-finite loss or gradient, and warn (rank 0)."""
+        counters = self.counters
+        counters.skipped_steps += 1
+        counters.nonfinite_in_a_row += 1
+        if self.is_main:
+            warnings.warn(
+                f"step {counters.step}: non-finite loss or gradient, step skipped "
+                f"({counters.nonfinite_in_a_row} in a row, at most "
+                f"{self.config.max_nonfinite_steps}; {counters.skipped_steps} in all)",
+                NonFiniteWarning,
+                stacklevel=3,
+            )
+
+    def train(self, progress: bool | None = None) -> dict[str, Any]:
+        """Train until the end of the run, a stop request or divergence; the summary.
+
+        ``progress``: show a progress bar and print each evaluation (None: the bar only
+        on a terminal; False: neither).
+        """
+        config, counters = self.config, self.counters
+        bar = tqdm(
+            total=config.steps,
+            initial=counters.step,
+            disable=not self.is_main or (None if progress is None else not progress),
+            unit="step",
+            dynamic_ncols=True,
+            leave=False,
+        )
+        started = time.perf_counter() - counters.elapsed_s
+        self.stopping = False
+        with self.stop.installed(), bar:
+            while not self.done():
+                step_start = time.perf_counter()
+                loss, amount, taken = self.train_step()
+                step_time = time.perf_counter() - step_start
+                counters.step += 1
+                counters.train_time_s += step_time
+                self.count(loss, amount, taken, step_time)
+                if taken:
+                    counters.nonfinite_in_a_row = 0
+                else:
+                    self.skip_step()
+                self.synchronize(started)
+                bar.update(1)
+                last = self.done()
+                if counters.step % config.log_every == 0 or last:
+                    bar.set_postfix(self.log_train())
+                if counters.step % config.eval_every == 0 or last:
+                    message = self.log_eval()
+                    if self.is_main and progress is not False:
+                        bar.write(message, file=sys.stderr)
+                if counters.step % config.checkpoint_every == 0 or last:
+                    self.checkpoint()
+        return self.write_summary()
+
+
+class Run(TrainingLoop):
     """A training run bound to its directory: build with ``create`` or ``resume``.
 
     ``world`` places the process among the ranks of a DDP run (default: alone).
@@ -381,8 +513,8 @@ class Run:
         self.data = generator(config.seed, world.stream("train"))
         self.valid = self.task.sample(config.eval_size, generator(config.seed, "valid"))
         self.counters = Counters()
+        self.interval = Interval()  # statistics since the last train record
         self.stop = StopRequest()
-        self.stopping = False  # the stop request, agreed by all ranks
 
     @classmethod
     def create(cls, config: TrainConfig, run_dir: Path, world: World | None = None) -> Run:
@@ -504,22 +636,6 @@ class Run:
         torch.set_rng_state(tensors[self.world.stream("rng.torch")])
         self.counters = Counters(**meta["counters"])
 
-    def diverged(self) -> bool:
-        """Whether the latest ``max_nonfinite_steps`` steps were all skipped."""
-        return self.counters.nonfinite_in_a_row >= self.config.max_nonfinite_steps
-
-    def status(self) -> str:
-        if self.diverged():
-            return "diverged"
-        return "finished" if finished(self.config, self.counters) else "interrupted"
-
-    def synchronize(self, started: float) -> None:
-        """Agree on the elapsed time (the ranks' mean) and on the stop request (any rank's),
-        so that every rank takes the same decisions."""
-        elapsed, stops = self.world.sum([time.perf_counter() - started, self.stop.requested])
-        self.counters.elapsed_s = elapsed / self.world.size
-        self.stopping = stops > 0
-
     def train_step(self) -> tuple[float, int, bool]:
         """One optimizer step on a fresh batch (under DDP, this rank's share of it).
 
@@ -549,90 +665,29 @@ class Run:
             self.optimizer.step()
         return total / world.size, int(correct), not bad
 
-    def train(self, progress: bool | None = None) -> dict[str, Any]:
-        """Train until the end of the run or a stop request; returns the summary.
+    @property
+    def is_main(self) -> bool:
+        return self.world.is_main
 
-        ``progress``: show a progress bar and print each evaluation (None: the bar only
-        on a terminal; False: neither).
-        """
-        config, counters = self.config, self.counters
-        main = self.world.is_main
-        bar = tqdm(
-            total=config.steps,
-            initial=counters.step,
-            disable=not main or (None if progress is None else not progress),
-            unit="step",
-            dynamic_ncols=True,
-            leave=False,
-        )
-        interval = Interval()
-        started = time.perf_counter() - counters.elapsed_s
-        self.stopping = False
-        with self.stop.installed(), bar:
-            while (
-                not finished(self.config, self.counters)
-                and not self.stopping
-                and not self.diverged()
-            ):
-                step_start = time.perf_counter()
-                loss, correct, taken = self.train_step()
-                step_time = time.perf_counter() - step_start
-                interval.add(loss, correct, step_time, taken)
-                counters.step += 1
-                counters.samples += config.batch_size
-                counters.train_time_s += step_time
-                if taken:
-                    counters.nonfinite_in_a_row = 0
-                else:
-                    self.skip_step()
-                self.synchronize(started)
-                bar.update(1)
-                last = finished(self.config, self.counters) or self.stopping or self.diverged()
-                if counters.step % config.log_every == 0 or last:
-                    record = self.train_record(interval)
-                    self.log(record)
-                    if record["loss"] is not None:
-                        bar.set_postfix(
-                            loss=f"{record['loss']:.3f}",
-                            acc=f"{record['accuracy']:.1%}",
-                            samples_s=f"{record['samples_per_s']:.0f}",
-                        )
-                    interval = Interval()
-                if counters.step % config.eval_every == 0 or last:
-                    metrics = self.evaluate()
-                    record = {
-                        "kind": "eval",
-                        "step": counters.step,
-                        "elapsed_s": counters.elapsed_s,
-                    }
-                    self.log({**record, **metrics})
-                    if main and progress is not False:
-                        message = f"step {counters.step}: held-out " + format_metrics(metrics)
-                        bar.write(message, file=sys.stderr)
-                if counters.step % config.checkpoint_every == 0 or last:
-                    self.checkpoint()
-        return self.write_summary()
+    def synchronize(self, started: float) -> None:
+        """Agree on the elapsed time (the ranks' mean) and on the stop request (any rank's),
+        so that every rank takes the same decisions."""
+        elapsed, stops = self.world.sum([time.perf_counter() - started, self.stop.requested])
+        self.counters.elapsed_s = elapsed / self.world.size
+        self.stopping = stops > 0
 
-    def skip_step(self) -> None:
-        """Count a step skipped for a non-finite loss or gradient, and warn (rank 0)."""
-        counters = self.counters
-        counters.skipped_steps += 1
-        counters.nonfinite_in_a_row += 1
-        if self.world.is_main:
-            warnings.warn(
-                f"step {counters.step}: non-finite loss or gradient, step skipped "
-                f"({counters.nonfinite_in_a_row} in a row, at most "
-                f"{self.config.max_nonfinite_steps}; {counters.skipped_steps} in all)",
-                NonFiniteWarning,
-                stacklevel=3,
-            )
+    def count(self, loss: float, amount: int, taken: bool, time_s: float) -> None:
+        """``amount``: the correct answers of the step."""
+        self.interval.add(loss, amount, time_s, taken)
+        self.counters.samples += self.config.batch_size
 
-    def train_record(self, interval: Interval) -> dict[str, Any]:
-        """The ``train`` record of the steps since the last one; loss and accuracy cover
+    def log_train(self) -> dict[str, str]:
+        """Log the ``train`` record of the steps since the last one; loss and accuracy cover
         the steps taken (null if every step was skipped)."""
-        batch, taken = self.config.batch_size, interval.taken
+        interval, batch = self.interval, self.config.batch_size
+        taken = interval.taken
         answers = taken * batch * self.valid[1][0].numel()  # answers per example: 1 or L
-        return {
+        record = {
             "kind": "train",
             "step": self.counters.step,
             "elapsed_s": self.counters.elapsed_s,
@@ -642,6 +697,18 @@ class Run:
             "lr": self.optimizer.param_groups[0]["lr"],
             "skipped": interval.steps - taken,
         }
+        self.log(record)
+        self.interval = Interval()
+        if record["loss"] is None:
+            return {}
+        return {
+            "loss": f"{record['loss']:.3f}",
+            "acc": f"{record['accuracy']:.1%}",
+            "samples_s": f"{record['samples_per_s']:.0f}",
+        }
+
+    def describe_eval(self, metrics: dict[str, float]) -> str:
+        return "held-out " + format_metrics(metrics)
 
     def write_summary(self) -> dict[str, Any]:
         """Write and return ``summary.json`` from the metrics and the counters (rank 0;

@@ -19,6 +19,7 @@ from ..cli import (
     DIVERGED,
     INTERRUPTED,
     Flag,
+    add_flags,
     add_threads,
     config_overrides,
     report_divergence,
@@ -64,16 +65,7 @@ def add_lm_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "language modelling (--task lm-char or lm-word; see docs/language_modelling.md)"
     )
-    defaults = LMConfig()
-    for flag in LM_FLAGS:
-        group.add_argument(
-            flag.flag,
-            type=flag.type,
-            default=argparse.SUPPRESS,
-            dest="config." + ".".join(flag.path),
-            metavar=flag.flag.removeprefix("--").replace("-", "_").upper(),
-            help=f"{flag.help} (default: {getattr(defaults, flag.path[0]) or 'none'})",
-        )
+    add_flags(group, LM_FLAGS, LMConfig())
 
 
 def wants_lm(args: argparse.Namespace) -> bool:

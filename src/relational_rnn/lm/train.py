@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,21 +28,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
 
 from ..checkpoint import load_latest, save_checkpoint, write_atomic
 from ..config import ConfigError
-from ..guard import NonFiniteWarning, gradient_norm, is_finite
+from ..guard import gradient_norm, is_finite
 from ..train import (
     CONFIG,
     METRICS,
     SUMMARY,
     StopRequest,
+    TrainingLoop,
     build_core,
     check_more_steps,
     check_new_run_directory,
     derive_seed,
-    finished,
     learning_rate,
     load_weights,
     optimizer_state,
@@ -61,6 +57,7 @@ from .corpus import PAD, Corpus, CorpusError, Vocabulary, batchify, load_corpus,
 from .model import LanguageModel, detach_state
 
 VOCAB = "vocab.json"
+INTERVAL = ("loss", "scored", "tokens", "steps", "time")  # summed between train records
 
 
 def build_lm(config: LMConfig, vocab_size: int) -> LanguageModel:
@@ -186,7 +183,7 @@ class LMCounters:
     nonfinite_in_a_row: int = 0  # of them, the latest without a good step between
 
 
-class LMRun:
+class LMRun(TrainingLoop):
     """A language-model training run bound to its directory (``create`` or ``resume``).
 
     Building one seeds torch's global RNG (used by dropout) from the run's ``dropout``
@@ -204,6 +201,7 @@ class LMRun:
         self.inputs, self.targets = train_columns(corpus.train, config.batch_size)  # (B, N)
         self.state: Any = None  # the core's state carried between training chunks
         self.counters = LMCounters()
+        self.interval = dict.fromkeys(INTERVAL, 0.0)  # statistics since the last train record
         self.stop = StopRequest()
         torch.manual_seed(derive_seed(config.seed, "dropout"))
 
@@ -286,23 +284,6 @@ class LMRun:
         kept = [r for r in read_metrics(self.run_dir) if r["step"] <= self.counters.step]
         write_atomic(self.run_dir / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
-    def diverged(self) -> bool:
-        """Whether the latest ``max_nonfinite_steps`` steps were all skipped."""
-        return self.counters.nonfinite_in_a_row >= self.config.max_nonfinite_steps
-
-    def skip_step(self) -> None:
-        """Count a step skipped for a non-finite loss or gradient, and warn."""
-        counters = self.counters
-        counters.skipped_steps += 1
-        counters.nonfinite_in_a_row += 1
-        warnings.warn(
-            f"step {counters.step}: non-finite loss or gradient, step skipped "
-            f"({counters.nonfinite_in_a_row} in a row, at most "
-            f"{self.config.max_nonfinite_steps}; {counters.skipped_steps} in all)",
-            NonFiniteWarning,
-            stacklevel=3,
-        )
-
     def train_step(self) -> tuple[float, int, bool]:
         """One optimizer step on the next chunk: returns its mean loss, its tokens and
         whether the step was taken (one with a non-finite loss or gradient is skipped:
@@ -330,89 +311,40 @@ class LMRun:
             self.state = detach_state(state) if taken else None
         return value, targets.numel(), taken
 
-    def train(self, progress: bool | None = None) -> dict[str, Any]:
-        """Train until the end of the run or a stop request; returns the summary.
+    def count(self, loss: float, amount: int, taken: bool, time_s: float) -> None:
+        """``amount``: the tokens of the step."""
+        self.counters.tokens += amount
+        interval = self.interval
+        if taken:
+            interval["loss"] += loss * amount
+            interval["scored"] += amount
+        interval["tokens"] += amount
+        interval["steps"] += 1
+        interval["time"] += time_s
 
-        ``progress``: show a progress bar (None: only on a terminal).
-        """
-        config, counters = self.config, self.counters
-        bar = tqdm(
-            total=config.steps,
-            initial=counters.step,
-            disable=None if progress is None else not progress,
-            unit="step",
-            dynamic_ncols=True,
-            leave=False,
-        )
-        interval = {"loss": 0.0, "scored": 0, "tokens": 0, "steps": 0, "time": 0.0}
-        started = time.perf_counter() - counters.elapsed_s
-        with self.stop.installed(), bar:
-            while (
-                not finished(config, counters) and not self.stop.requested and not self.diverged()
-            ):
-                step_start = time.perf_counter()
-                loss, tokens, taken = self.train_step()
-                step_time = time.perf_counter() - step_start
-                counters.step += 1
-                counters.tokens += tokens
-                counters.train_time_s += step_time
-                if taken:
-                    counters.nonfinite_in_a_row = 0
-                    interval["loss"] += loss * tokens
-                    interval["scored"] += tokens
-                else:
-                    self.skip_step()
-                interval["tokens"] += tokens
-                interval["steps"] += 1
-                interval["time"] += step_time
-                counters.elapsed_s = time.perf_counter() - started
-                bar.update(1)
-                last = finished(config, counters) or self.stop.requested or self.diverged()
-                if counters.step % config.log_every == 0 or last:
-                    record = self.train_record(interval)
-                    self.log(record)
-                    if record["loss"] is not None:
-                        bar.set_postfix(
-                            loss=f"{record['loss']:.3f}",
-                            tokens_s=f"{record['tokens_per_s']:.0f}",
-                        )
-                    interval = dict.fromkeys(interval, 0)
-                if counters.step % config.eval_every == 0 or last:
-                    metrics = self.evaluate()
-                    counters.elapsed_s = time.perf_counter() - started
-                    self.log(
-                        {
-                            "kind": "eval",
-                            "step": counters.step,
-                            "elapsed_s": counters.elapsed_s,
-                            **metrics,
-                        }
-                    )
-                    bar.write(
-                        f"step {counters.step}: validation " + format_lm_metrics(metrics),
-                        file=sys.stderr,
-                    )
-                if counters.step % config.checkpoint_every == 0 or last:
-                    counters.elapsed_s = time.perf_counter() - started
-                    self.checkpoint()
-        return self.write_summary()
-
-    def train_record(self, interval: dict[str, float]) -> dict[str, Any]:
-        """The ``train`` record of the steps since the last one; the metrics cover the
+    def log_train(self) -> dict[str, str]:
+        """Log the ``train`` record of the steps since the last one; the metrics cover the
         steps taken (null if every step was skipped)."""
+        interval, level = self.interval, self.config.level
         scored = interval["scored"]
-        metrics = lm_metrics(interval["loss"] / scored, self.config.level) if scored else None
-        if metrics is None:
-            metrics = dict.fromkeys(lm_metrics(0.0, self.config.level))
-        return {
+        metrics = lm_metrics(interval["loss"] / scored, level) if scored else None
+        record = {
             "kind": "train",
             "step": self.counters.step,
             "elapsed_s": self.counters.elapsed_s,
             "epoch": self.counters.epoch,
-            **metrics,
+            **(metrics or dict.fromkeys(lm_metrics(0.0, level))),
             "tokens_per_s": interval["tokens"] / max(interval["time"], 1e-9),
             "lr": self.optimizer.param_groups[0]["lr"],
         }
+        self.log(record)
+        self.interval = dict.fromkeys(INTERVAL, 0.0)
+        if metrics is None:
+            return {}
+        return {"loss": f"{record['loss']:.3f}", "tokens_s": f"{record['tokens_per_s']:.0f}"}
+
+    def describe_eval(self, metrics: dict[str, float]) -> str:
+        return "validation " + format_lm_metrics(metrics)
 
     def write_summary(self) -> dict[str, Any]:
         """Write and return ``summary.json``; a finished run is also evaluated on the
@@ -421,9 +353,8 @@ class LMRun:
         evals = [r for r in records if r["kind"] == "eval"]
         baseline = next(r for r in records if r["kind"] == "baseline")
         counters = self.counters
-        status = "finished" if finished(self.config, counters) else "interrupted"
         summary = {
-            "status": "diverged" if self.diverged() else status,
+            "status": self.status(),
             "task": self.config.task,
             "model": self.config.model.kind,
             "parameters": self.parameters,
