@@ -180,11 +180,11 @@ def main() -> None:
     ]
     print("\n".join(lines), flush=True)
     base_forward = {}  # threads -> NumPy forward at the base configuration
-    for threads in args.threads:
+    for threads in dict.fromkeys(args.threads):  # each count once, in the order given
         child = subprocess.run(
             [sys.executable, __file__, "--worker", str(threads), "--repeats", str(args.repeats)],
             check=True,
-            capture_output=True,
+            stdout=subprocess.PIPE,  # the rows; a failing child's traceback shows as it is
             text=True,
         )
         for row in map(json.loads, child.stdout.splitlines()):

@@ -37,7 +37,7 @@ TINY = [
     "--log-every",
     "1",
 ]
-SUBCOMMANDS = ["train", "eval", "compare", "plot", "attention"]
+SUBCOMMANDS = ["train", "eval", "compare", "plot", "attention", "sample"]
 
 
 def trained(tmp_path, capsys, *extra, name="run"):

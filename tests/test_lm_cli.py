@@ -84,6 +84,12 @@ def test_eval_of_a_language_model_run_scores_its_whole_splits(run_dir, capsys):
     assert f"at step {summary['steps']}: validation loss" in stdout
 
 
+def test_eval_refuses_data_that_changed_since_the_run(run_dir, capsys, text_file):
+    text_file.write_text("Zounds!\n" + TEXT, encoding="utf-8")  # a new training character
+    status, _, err = run_main(capsys, "eval", run_dir)
+    assert_one_line_error(status, err, "has changed since the run started")
+
+
 def test_word_level_training(tmp_path, capsys):
     data = tmp_path / "wiki"
     data.mkdir()

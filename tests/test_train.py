@@ -177,6 +177,16 @@ def test_time_budget_ends_the_run(tmp_path):
     assert summary["steps"] >= 1
 
 
+def test_checkpoints_count_the_evaluation_in_the_elapsed_time(tmp_path):
+    run, summary = train(tiny(steps=4, eval_every=4, checkpoint_every=4), tmp_path / "run")
+    last_eval = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "eval"][-1]
+    _, meta = load_latest(tmp_path / "run")
+    assert last_eval["step"] == meta["step"] == 4
+    # The clock is read again after the evaluation, so a resumed run's budget counts it.
+    assert meta["counters"]["elapsed_s"] > last_eval["elapsed_s"]
+    assert summary["wall_time_s"] == meta["counters"]["elapsed_s"]
+
+
 def test_learning_rate_schedules():
     constant = OptimConfig(lr=1.0)
     assert learning_rate(constant, 5, 0.5) == 1.0

@@ -388,7 +388,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="show a progress bar (default: only on a terminal)",
+        help="show a progress bar (default: only on a terminal); --no-progress also "
+        "leaves out the line printed at each evaluation",
     )
     add_lm_flags(train)
     add_threads(train, "torch's choice")

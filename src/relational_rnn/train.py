@@ -453,8 +453,9 @@ class TrainingLoop:
         )
         started = time.perf_counter() - counters.elapsed_s
         self.stopping = False
+        last = self.done()  # decided once per step, after the ranks agree on time and stop
         with self.stop.installed(), bar:
-            while not self.done():
+            while not last:
                 step_start = time.perf_counter()
                 loss, amount, taken = self.train_step()
                 step_time = time.perf_counter() - step_start
@@ -469,12 +470,15 @@ class TrainingLoop:
                 bar.update(1)
                 last = self.done()
                 if counters.step % config.log_every == 0 or last:
-                    bar.set_postfix(self.log_train())
+                    figures = self.log_train()
+                    if figures:  # none when every step of the interval was skipped
+                        bar.set_postfix(figures)
                 if counters.step % config.eval_every == 0 or last:
                     message = self.log_eval()
                     if self.is_main and progress is not False:
                         bar.write(message, file=sys.stderr)
                 if counters.step % config.checkpoint_every == 0 or last:
+                    self.synchronize(started)  # the checkpoint's time includes the evaluation
                     self.checkpoint()
         return self.write_summary()
 

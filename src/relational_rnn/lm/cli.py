@@ -83,15 +83,16 @@ def wants_lm(args: argparse.Namespace) -> bool:
     return lm
 
 
-def _is_lm(path: Path) -> bool:
-    data = read_json(path, "config file")
+def _is_lm(path: Path, label: str = "config file") -> bool:
+    data = read_json(path, label)
     return isinstance(data, dict) and (data.get("format") == FORMAT or "level" in data)
 
 
 def is_lm_run(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a language-model run (False for anything else)."""
+    """Whether ``run_dir`` holds a language-model run; False where it holds another run
+    or no config.json, ``ConfigError`` where its config.json is not valid JSON."""
     path = Path(run_dir, "config.json")
-    return path.is_file() and _is_lm(path)
+    return path.is_file() and _is_lm(path, "run config")
 
 
 def eval_lm(args: argparse.Namespace) -> int:
