@@ -297,13 +297,13 @@ def command_eval(args: argparse.Namespace) -> int:
 
     if is_lm_run(args.run_dir):
         return eval_lm(args)
-    seed = 0 if args.seed is None else args.seed
-    size = 10000 if args.size is None else args.size
+    given = {name: getattr(args, name) for name in ("seed", "size")}
     with user_errors():
-        result = evaluate_run(args.run_dir, seed=seed, size=size)
+        # Flags left out keep evaluate_run's defaults; the result says what was used.
+        result = evaluate_run(args.run_dir, **{k: v for k, v in given.items() if v is not None})
         out = write_eval(result, args)
     print(
-        f"test set (seed {seed}, {size} examples) at step {result['step']}: "
+        f"test set (seed {result['seed']}, {result['size']} examples) at step {result['step']}: "
         f"{format_metrics(result['metrics'])}; baseline {format_metrics(result['baseline'])}"
     )
     print(f"wrote {out}", file=sys.stderr)
