@@ -520,7 +520,7 @@ def report(args: argparse.Namespace, rows: list[Row], peaks: dict, memory, machi
         "",
         f"Command: `python benchmarks/throughput.py {' '.join(sys.argv[1:])}`".replace("  ", " "),
         "",
-        f"Machine: {machine}.",
+        f"Machine, at the start: {machine}.",
         f"Load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}.",
         f"Medians of {args.repeats} repeats of at least {args.min_time} s each.",
         "",
@@ -688,6 +688,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             profile(args.profile, args.min_time)
         return
+    machine = describe_machine()  # its load average is the one before the run
     rows: list[Row] = []
     peaks: dict[tuple[int, str], list[float]] = {}
 
@@ -702,7 +703,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             rows += config_rows
     memory = measure_memory(args.threads[0]) if args.memory else None
-    text = report(args, rows, peaks, memory, describe_machine())
+    text = report(args, rows, peaks, memory, machine)
     print(text)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
