@@ -5,7 +5,8 @@
   DESIGN section 3 computed plainly, step by step (the benchmark's per-step reference);
 - ``recompute=True`` (activation checkpointing) gives the same outputs and gradients;
 - bfloat16 autocast stays within a stated tolerance of float32 and keeps the state in
-  float32, so that chunks can be chained under autocast;
+  float32, so that chunks can be chained under autocast; bfloat16 attention on CPU
+  takes the math path, float32 the flash kernel;
 - ``torch.compile`` of the RMC gives the eager results (slow: it compiles).
 """
 
@@ -147,6 +148,27 @@ def test_bf16_autocast_is_close_and_keeps_the_state_float32(name, build):
     for actual, wanted in zip(states, expected_states, strict=True):
         torch.testing.assert_close(actual, wanted, atol=BF16_ATOL, rtol=0)
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("dtype", "autocast", "kernel"),
+    [
+        (torch.float32, False, "flash_attention"),
+        (torch.bfloat16, False, "attention_math"),
+        (torch.float32, True, "attention_math"),  # autocast makes it bfloat16
+    ],
+)
+def test_attention_kernel_on_cpu(dtype, autocast, kernel):
+    """bfloat16 attention takes the math path, float32 the flash kernel (both faster)."""
+    from torch.profiler import profile
+
+    queries, keys, values = torch.randn(3, 2, 2, 4, 8, dtype=dtype).unbind(0)
+    with profile() as prof, torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+        attend(queries, keys, values, 0.5)
+    kernels = {e.key for e in prof.key_averages() if e.key.startswith("aten::_scaled_dot")}
+    assert [name for name in kernels if kernel in name], kernels
+    other = "attention_math" if kernel == "flash_attention" else "flash_attention"
+    assert not [name for name in kernels if other in name], kernels
 
 
 @pytest.mark.slow

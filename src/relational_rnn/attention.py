@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ._checks import check_divisible, check_positive_int
 
@@ -38,8 +41,14 @@ def attend(queries: Tensor, keys: Tensor, values: Tensor, scale: float) -> Tenso
 
     queries (B, h, Q, k), keys (B, h, R, k), values (B, h, R, v) -> (B, Q, h * v).
     """
-    attended = F.scaled_dot_product_attention(queries, keys, values, scale=scale)  # (B, h, Q, v)
-    return merge_heads(attended)
+    low_precision_cpu = queries.device.type == "cpu" and (
+        queries.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")
+    )
+    # On CPU the bfloat16 flash-attention kernel is slower than the plain matmul-softmax
+    # path at every size of the benchmark (see docs/performance.md); float32's is not.
+    with sdpa_kernel(SDPBackend.MATH) if low_precision_cpu else nullcontext():
+        attended = F.scaled_dot_product_attention(queries, keys, values, scale=scale)
+    return merge_heads(attended)  # (B, Q, h * v)
 
 
 def attention_weights(queries: Tensor, keys: Tensor, scale: float) -> Tensor:
