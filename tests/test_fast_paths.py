@@ -6,7 +6,7 @@
 - ``recompute=True`` (activation checkpointing) gives the same outputs and gradients;
 - bfloat16 autocast stays within a stated tolerance of float32 and keeps the state in
   float32, so that chunks can be chained under autocast; bfloat16 attention on CPU
-  takes the math path, float32 the flash kernel;
+  takes the math path when a backward follows, the flash kernel otherwise;
 - ``torch.compile`` of the RMC gives the eager results (slow: it compiles).
 """
 
@@ -151,18 +151,21 @@ def test_bf16_autocast_is_close_and_keeps_the_state_float32(name, build):
 
 
 @pytest.mark.parametrize(
-    ("dtype", "autocast", "kernel"),
+    ("dtype", "autocast", "grad", "kernel"),
     [
-        (torch.float32, False, "flash_attention"),
-        (torch.bfloat16, False, "attention_math"),
-        (torch.float32, True, "attention_math"),  # autocast makes it bfloat16
+        (torch.float32, False, True, "flash_attention"),
+        (torch.bfloat16, False, True, "attention_math"),
+        (torch.float32, True, True, "attention_math"),  # autocast makes it bfloat16
+        (torch.bfloat16, False, False, "flash_attention"),
+        (torch.float32, True, False, "flash_attention"),
     ],
 )
-def test_attention_kernel_on_cpu(dtype, autocast, kernel):
-    """bfloat16 attention takes the math path, float32 the flash kernel (both faster)."""
+def test_attention_kernel_on_cpu(dtype, autocast, grad, kernel):
+    """bfloat16 attention with a backward to follow takes the math path; the rest the
+    flash kernel (the faster of the two in each case)."""
     from torch.profiler import profile
 
-    queries, keys, values = torch.randn(3, 2, 2, 4, 8, dtype=dtype).unbind(0)
+    queries, keys, values = torch.randn(3, 2, 2, 4, 8, dtype=dtype, requires_grad=grad).unbind(0)
     with profile() as prof, torch.autocast("cpu", torch.bfloat16, enabled=autocast):
         attend(queries, keys, values, 0.5)
     kernels = {e.key for e in prof.key_averages() if e.key.startswith("aten::_scaled_dot")}

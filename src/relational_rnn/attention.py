@@ -41,12 +41,16 @@ def attend(queries: Tensor, keys: Tensor, values: Tensor, scale: float) -> Tenso
 
     queries (B, h, Q, k), keys (B, h, R, k), values (B, h, R, v) -> (B, Q, h * v).
     """
-    low_precision_cpu = queries.device.type == "cpu" and (
-        queries.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")
+    # On CPU the backward of the bfloat16 flash-attention kernel is several times slower
+    # than that of the plain matmul-softmax path, whose forward is slower only at large
+    # sizes: the math path when a backward will follow (see docs/performance.md).
+    bf16_training_on_cpu = (
+        queries.device.type == "cpu"
+        and (queries.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu"))
+        and torch.is_grad_enabled()
+        and any(tensor.requires_grad for tensor in (queries, keys, values))
     )
-    # On CPU the bfloat16 flash-attention kernel is slower than the plain matmul-softmax
-    # path at every size of the benchmark (see docs/performance.md); float32's is not.
-    with sdpa_kernel(SDPBackend.MATH) if low_precision_cpu else nullcontext():
+    with sdpa_kernel(SDPBackend.MATH) if bf16_training_on_cpu else nullcontext():
         attended = F.scaled_dot_product_attention(queries, keys, values, scale=scale)
     return merge_heads(attended)  # (B, Q, h * v)
 
