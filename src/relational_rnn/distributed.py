@@ -145,6 +145,6 @@ def launched(env: Mapping[str, str] | None = None) -> Iterator[World]:
         # ("terminate called without an active exception"). A full collection here
         # gives the workers the time to finish while the interpreter is whole: a
         # mitigation, not a guarantee (tests/test_distributed.py aborted in about 1 run
-        # of 12 without it, in none of 60 with it).
+        # of 12 without it, in none of 100 with it).
         gc.collect()
         dist.destroy_process_group()
