@@ -5,8 +5,9 @@
   DESIGN section 3 computed plainly, step by step (the benchmark's per-step reference);
 - ``recompute=True`` (activation checkpointing) gives the same outputs and gradients;
 - bfloat16 autocast stays within a stated tolerance of float32 and keeps the state in
-  float32, so that chunks can be chained under autocast; bfloat16 attention on CPU
-  takes the math path when a backward follows, the flash kernel otherwise;
+  float32, so that chunks can be chained under autocast;
+- attention as batched matrix products with its own backward (``MatmulAttention``, the
+  CPU training path for many (batch, head) pairs) equals scaled_dot_product_attention;
 - ``torch.compile`` of the RMC gives the eager results (slow: it compiles).
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import randomize
 
 from relational_rnn import (
@@ -25,7 +27,12 @@ from relational_rnn import (
     RelationalMemory,
     RelationalRNN,
 )
-from relational_rnn.attention import attend, split_heads
+from relational_rnn.attention import (
+    MATMUL_ATTENTION_MIN_PAIRS,
+    MatmulAttention,
+    attend,
+    split_heads,
+)
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -150,28 +157,79 @@ def test_bf16_autocast_is_close_and_keeps_the_state_float32(name, build):
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
 
 
+def attention_inputs(batch_size: int, num_queries: int = 4, dtype=torch.float64) -> tuple:
+    """queries (B, 2, Q, 8), keys and values (B, 2, 5, 8) that require grad."""
+    queries = torch.randn(batch_size, 2, num_queries, 8, dtype=dtype, requires_grad=True)
+    keys, values = torch.randn(2, batch_size, 2, 5, 8, dtype=dtype, requires_grad=True).unbind(0)
+    return queries, keys, values
+
+
+@pytest.mark.parametrize("num_queries", [4, 5])  # the input row's query dropped, or kept
+def test_matmul_attention_passes_gradcheck(num_queries):
+    inputs = attention_inputs(3, num_queries)
+    assert torch.autograd.gradcheck(lambda *x: MatmulAttention.apply(*x, 0.7), inputs)
+
+
+def test_matmul_attention_equals_scaled_dot_product_attention():
+    inputs = attention_inputs(3, dtype=torch.float32)
+    output = MatmulAttention.apply(*inputs, 0.7)
+    expected = F.scaled_dot_product_attention(*inputs, scale=0.7)
+    torch.testing.assert_close(output, expected)
+    grad = torch.randn_like(output)
+    grads = torch.autograd.grad(output, inputs, grad)
+    expected_grads = torch.autograd.grad(expected, inputs, grad)
+    for actual, wanted in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(actual, wanted)
+
+
+def test_matmul_attention_under_autocast_is_bf16_and_close():
+    """Products in bfloat16, gradients in the inputs' float32, within the bf16 tolerance."""
+    inputs = attention_inputs(3, dtype=torch.float32)
+    with torch.autocast("cpu", torch.bfloat16):
+        output = MatmulAttention.apply(*inputs, 0.7)
+    assert output.dtype == torch.bfloat16
+    expected = F.scaled_dot_product_attention(*inputs, scale=0.7)
+    torch.testing.assert_close(output.float(), expected, atol=BF16_ATOL, rtol=0)
+    grads = torch.autograd.grad(output.float().sum(), inputs)
+    expected_grads = torch.autograd.grad(expected.sum(), inputs)
+    for actual, wanted in zip(grads, expected_grads, strict=True):
+        assert actual.dtype == torch.float32
+        torch.testing.assert_close(actual, wanted, atol=BF16_ATOL, rtol=0)
+
+
+MANY = MATMUL_ATTENTION_MIN_PAIRS // 2  # batch size: with 2 heads, just enough pairs
+
+
 @pytest.mark.parametrize(
-    ("dtype", "autocast", "grad", "kernel"),
+    ("batch_size", "dtype", "autocast", "grad", "kernel"),
     [
-        (torch.float32, False, True, "flash_attention"),
-        (torch.bfloat16, False, True, "attention_math"),
-        (torch.float32, True, True, "attention_math"),  # autocast makes it bfloat16
-        (torch.bfloat16, False, False, "flash_attention"),
-        (torch.float32, True, False, "flash_attention"),
+        (2, torch.float32, False, True, "flash"),
+        (2, torch.bfloat16, False, True, "flash"),
+        (MANY, torch.float32, False, True, "matmul"),
+        (MANY, torch.bfloat16, False, True, "matmul"),
+        (MANY, torch.float32, True, True, "matmul"),
+        (MANY, torch.float32, False, False, "flash"),  # inference
+        (MANY - 1, torch.float32, False, True, "flash"),
     ],
 )
-def test_attention_kernel_on_cpu(dtype, autocast, grad, kernel):
-    """bfloat16 attention with a backward to follow takes the math path; the rest the
-    flash kernel (the faster of the two in each case)."""
+def test_attention_kernel_on_cpu(batch_size, dtype, autocast, grad, kernel):
+    """Training with enough (batch, head) pairs takes MatmulAttention; everything else the
+    flash kernel of scaled_dot_product_attention (the faster of the two in each case)."""
     from torch.profiler import profile
 
-    queries, keys, values = torch.randn(3, 2, 2, 4, 8, dtype=dtype, requires_grad=grad).unbind(0)
-    with profile() as prof, torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+    queries, keys, values = attention_inputs(batch_size, dtype=dtype)
+    with (
+        profile() as prof,
+        torch.autocast("cpu", torch.bfloat16, enabled=autocast),
+        torch.set_grad_enabled(grad),
+    ):
         attend(queries, keys, values, 0.5)
-    kernels = {e.key for e in prof.key_averages() if e.key.startswith("aten::_scaled_dot")}
-    assert [name for name in kernels if kernel in name], kernels
-    other = "attention_math" if kernel == "flash_attention" else "flash_attention"
-    assert not [name for name in kernels if other in name], kernels
+    names = {event.key for event in prof.key_averages()}
+    used = {
+        "flash": any("flash_attention" in name for name in names),
+        "matmul": "MatmulAttention" in names,
+    }
+    assert used == {name: name == kernel for name in used}, names
 
 
 @pytest.mark.slow

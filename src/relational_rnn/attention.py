@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ._checks import check_divisible, check_positive_int
 
@@ -36,21 +33,82 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(batch_size, rows, num_heads * head_size)
 
 
+# On CPU, training attention over few rows for many (batch, head) pairs is faster as
+# batched matrix products with the backward below than in scaled_dot_product_attention,
+# whose flash kernel pays a fixed cost per pair (and whose bfloat16 backward is slow) and
+# whose math path calls a softmax that is slow over a short last axis. Below this many
+# pairs the flash kernel is the faster one (see docs/performance.md).
+MATMUL_ATTENTION_MIN_PAIRS = 256
+
+
+def softmax_of_scores(scores: Tensor, scale: float) -> Tensor:
+    """softmax(scale * scores) over the last axis, in place on ``scores``.
+
+    Written out because torch.softmax is several times slower over a last axis as
+    short as the rows of a memory (N + 1 <= a few dozen).
+    """
+    probs = scores.sub_(scores.amax(-1, keepdim=True)).mul_(scale).exp_()
+    return probs.div_(probs.sum(-1, keepdim=True))
+
+
+class MatmulAttention(torch.autograd.Function):
+    """softmax(scale * q k^T) v as batched matrix products, with its own backward.
+
+    queries (B, h, Q, k), keys (B, h, R, k), values (B, h, R, v) -> (B, h, Q, v). The
+    products run in the inputs' dtype, or in bfloat16 under CPU autocast; the softmax
+    and its gradient in float32 (float64 for float64 inputs). Backward, with
+    P = softmax(S), S = scale * q k^T and dO the output's gradient:
+
+        dv = P^T dO,   dP = dO v^T,   dS = P * (dP - rowsum(dP * P)),
+        dq = scale * dS k,   dk = scale * dS^T q
+    """
+
+    @staticmethod
+    def forward(ctx, queries: Tensor, keys: Tensor, values: Tensor, scale: float) -> Tensor:
+        batch_size, num_heads, num_queries, key_size = queries.shape
+        autocast = torch.is_autocast_enabled("cpu")
+        dtype = torch.get_autocast_dtype("cpu") if autocast else queries.dtype
+        q, k, v = (  # (B h, rows, size) each, contiguous
+            x.to(dtype).reshape(batch_size * num_heads, x.shape[2], x.shape[3])
+            for x in (queries, keys, values)
+        )
+        scores = torch.bmm(q, k.transpose(1, 2))  # (B h, Q, R)
+        probs = softmax_of_scores(scores.to(torch.promote_types(q.dtype, torch.float32)), scale)
+        attended = torch.bmm(probs.to(v.dtype), v)  # (B h, Q, v)
+        ctx.save_for_backward(q, k, v, probs)
+        ctx.scale = scale
+        return attended.view(batch_size, num_heads, num_queries, -1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
+        q, k, v, probs = ctx.saved_tensors
+        batch_size, num_heads = grad.shape[:2]
+        grad = grad.to(v.dtype).reshape(v.shape[0], -1, v.shape[2])  # (B h, Q, v)
+        grad_probs = torch.bmm(grad, v.transpose(1, 2)).to(probs.dtype)  # (B h, Q, R)
+        grad_scores = probs * (grad_probs - (grad_probs * probs).sum(-1, keepdim=True))
+        grad_scores = grad_scores.mul_(ctx.scale).to(q.dtype)  # (B h, Q, R)
+        grads = (
+            torch.bmm(grad_scores, k),  # (B h, Q, k)
+            torch.bmm(grad_scores.transpose(1, 2), q),  # (B h, R, k)
+            torch.bmm(probs.to(grad.dtype).transpose(1, 2), grad),  # (B h, R, v)
+        )
+        return *(g.view(batch_size, num_heads, *g.shape[1:]) for g in grads), None
+
+
 def attend(queries: Tensor, keys: Tensor, values: Tensor, scale: float) -> Tensor:
     """softmax(scale * q k^T) v for every head, heads merged.
 
     queries (B, h, Q, k), keys (B, h, R, k), values (B, h, R, v) -> (B, Q, h * v).
     """
-    # On CPU the backward of the bfloat16 flash-attention kernel is several times slower
-    # than that of the plain matmul-softmax path, whose forward is slower only at large
-    # sizes: the math path when a backward will follow (see docs/performance.md).
-    bf16_training_on_cpu = (
+    batch_size, num_heads = queries.shape[:2]
+    if (
         queries.device.type == "cpu"
-        and (queries.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu"))
+        and batch_size * num_heads >= MATMUL_ATTENTION_MIN_PAIRS
         and torch.is_grad_enabled()
         and any(tensor.requires_grad for tensor in (queries, keys, values))
-    )
-    with sdpa_kernel(SDPBackend.MATH) if bf16_training_on_cpu else nullcontext():
+    ):
+        attended = MatmulAttention.apply(queries, keys, values, scale)
+    else:
         attended = F.scaled_dot_product_attention(queries, keys, values, scale=scale)
     return merge_heads(attended)  # (B, Q, h * v)
 
