@@ -394,16 +394,31 @@ def measure_memory(threads: int) -> dict[str, MemoryResult]:
 
 ELEMENTWISE = ("tanh", "sigmoid", "relu", "clamp", "threshold", "lerp", "aten::sum")
 ELEMENTWISE += ("aten::add", "aten::sub", "aten::mul", "aten::div")  # after aten::addmm
+ATTENTION = "attention (scaled_dot_product_attention or MatmulAttention)"
 # Operator name fragments -> the category the profile summary reports them under (the
-# first that matches).
+# first that matches). Everything run inside an attention operator counts as attention.
 CATEGORIES = (
+    (ATTENTION, ("scaled_dot_product", "MatmulAttention")),
     ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "mkldnn_rnn", "aten::_mkldnn")),
-    ("attention (scaled_dot_product_attention)", ("scaled_dot_product",)),
     ("copies (cat, stack, copy, fill, zeros)", ("cat", "stack", "copy_", "fill_", "zero_")),
     ("LayerNorm", ("layer_norm",)),
     ("Adam", ("Optimizer", "adam", "addcdiv", "lerp_", "sqrt")),
     ("elementwise (tanh, sigmoid, add, mul, ...)", ELEMENTWISE),
 )
+
+
+def profile_category(event) -> str:
+    """The category of a profiled operator: attention if it ran inside an attention
+    operator (the softmax of MatmulAttention, say), else the first that its name matches."""
+    parent = event
+    while parent is not None:
+        if any(part in parent.name for part in CATEGORIES[0][1]):
+            return ATTENTION
+        parent = parent.cpu_parent
+    return next(
+        (name for name, parts in CATEGORIES if any(part in event.name for part in parts)),
+        "other (autograd, views, ...)",
+    )
 
 
 def profile(config: str, min_time: float) -> None:
@@ -419,16 +434,12 @@ def profile(config: str, min_time: float) -> None:
         while calls < 2 or time.perf_counter() - start < min_time:
             train()
             calls += 1
-    events = prof.key_averages()
-    print(events.table(sort_by="self_cpu_time_total", row_limit=25))
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    events = prof.events()
     total = sum(event.self_cpu_time_total for event in events)
     shares = dict.fromkeys([name for name, _ in CATEGORIES] + ["other (autograd, views, ...)"], 0.0)
     for event in events:
-        category = next(
-            (name for name, parts in CATEGORIES if any(p in event.key for p in parts)),
-            "other (autograd, views, ...)",
-        )
-        shares[category] += event.self_cpu_time_total / total
+        shares[profile_category(event)] += event.self_cpu_time_total / total
     print(f"{config}, {case.label}: {calls} training steps, load {os.getloadavg()[0]:.2f}")
     for name, share in shares.items():
         print(f"  {share:6.1%}  {name}")

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import re
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from relational_rnn.cli import main
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@functools.cache
+def load_benchmark(name: str) -> ModuleType:
+    """benchmarks/NAME.py as a module (the benchmarks import their sibling timing.py)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 def randomize(module: nn.Module, scale: float = 0.5) -> nn.Module:

@@ -11,15 +11,10 @@
 - ``torch.compile`` of the RMC gives the eager results (slow: it compiles).
 """
 
-import functools
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import randomize
+from helpers import load_benchmark, randomize
 
 from relational_rnn import (
     GatedSlotMemoryCell,
@@ -34,32 +29,16 @@ from relational_rnn.attention import (
     split_heads,
 )
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 # bfloat16 keeps 8 bits of mantissa (relative rounding 2**-9 ~ 0.002). In these small
 # models (weights in [-0.5, 0.5], outputs |y| < 1.5, 6 steps) the largest difference from
 # float32 seen over 20 seeds was 0.006; the documented tolerance is 0.02 absolute.
 BF16_ATOL = 0.02
 
 
-@functools.cache
-def load_throughput():
-    """benchmarks/throughput.py as a module (it imports its sibling timing.py)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location("throughput", BENCHMARKS / "throughput.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-
-
 @pytest.mark.parametrize("hidden_size", [6, 8])  # with and without the input projection
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_relational_rnn_equals_the_per_step_reference(hidden_size, dtype):
-    throughput = load_throughput()
+    throughput = load_benchmark("throughput")
     rnn = randomize(RelationalRNN(5, hidden_size, num_slots=3, slot_size=8, num_heads=2))
     reference = throughput.StepwiseRelationalRNN(5, hidden_size, 3, 8, 2)
     throughput.copy_weights(rnn, reference)
