@@ -253,3 +253,18 @@ def test_nth_farthest_partial_solution_scores_two_over_k():
 def test_describe_names_the_options():
     assert NthFarthest(3, 2).describe() == "nth-farthest (num_vectors=3, dims=2)"
     assert Sorting().partial_solution is None
+
+
+@pytest.mark.parametrize("options", [{"num_pairs": 5, "num_keys": 4}, {"num_values": 0}])
+def test_the_numpy_recall_problem_is_checked_like_the_task(options):
+    """Both recall tasks take their sizes and checks from relational_rnn._recall."""
+    from relational_rnn.reference import RecallTask as NumpyRecallTask
+
+    with pytest.raises(ValueError) as task_error:
+        RecallTask(**options)
+    with pytest.raises(ValueError) as numpy_error:
+        NumpyRecallTask(**options)
+    assert str(numpy_error.value) == str(task_error.value)
+    sizes = ("input_size", "steps", "num_classes", "chance_loss", "chance_accuracy")
+    task, numpy_task = RecallTask(3, 5, 6), NumpyRecallTask(3, 5, 6)
+    assert [getattr(task, s) for s in sizes] == [getattr(numpy_task, s) for s in sizes]

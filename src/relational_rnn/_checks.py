@@ -2,13 +2,17 @@
 
 Each check raises ``ValueError`` (bad value or shape) or ``TypeError`` (bad type,
 dtype or device) with a message that names what was expected and what was received.
+PyTorch is imported only to check a tensor, so the NumPy reference shares the checks
+of plain arguments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -40,7 +44,9 @@ def check_choice(name: str, value: object, choices: Sequence[object]) -> object:
 
 def _check_tensor(name: str, value: object, like: Tensor) -> Tensor:
     """Check that ``value`` is a floating tensor with ``like``'s dtype and device."""
-    if not isinstance(value, Tensor):
+    import torch  # here, so that the argument checks above work without PyTorch
+
+    if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if value.dtype != like.dtype:
         raise TypeError(

@@ -1,58 +1,25 @@
 """Key-value recall: a few (key, value) pairs are shown, then a key; answer its value.
 
-Each of the first ``num_pairs`` steps shows ``[one_hot(key) ; one_hot(value) ; 0]``
-with distinct keys; the last step shows ``[one_hot(query key) ; 0 ; 1]``. The target
-is the value paired with the query key, so the answer is determined by the input.
-Chance accuracy is ``1 / num_values``.
+The problem, its sizes and their checks are in ``relational_rnn._recall``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .._checks import check_positive_int
+from .._recall import RecallProblem
 from .base import ClassificationTask
 
 
 @dataclass(frozen=True)
-class RecallTask(ClassificationTask):
-    """Options: ``num_pairs``, ``num_keys`` (at least num_pairs) and ``num_values``."""
+class RecallTask(RecallProblem, ClassificationTask):
+    """The recall problem as a task (PyTorch sampling, loss and metrics); its options
+    are ``RecallProblem``'s."""
 
     name = "recall"
-    num_pairs: int = 4
-    num_keys: int = 8
-    num_values: int = 8
-
-    def __post_init__(self) -> None:
-        check_positive_int("num_pairs", self.num_pairs)
-        check_positive_int("num_keys", self.num_keys)
-        check_positive_int("num_values", self.num_values)
-        if self.num_pairs > self.num_keys:
-            raise ValueError(
-                f"num_pairs ({self.num_pairs}) must be <= num_keys ({self.num_keys}): "
-                "keys are distinct within a sequence"
-            )
-
-    @property
-    def input_size(self) -> int:
-        return self.num_keys + self.num_values + 1
-
-    @property
-    def steps(self) -> int:
-        return self.num_pairs + 1
-
-    @property
-    def num_classes(self) -> int:
-        return self.num_values
-
-    @property
-    def chance_loss(self) -> float:
-        """Cross-entropy of predicting every value with equal probability."""
-        return math.log(self.num_values)
 
     def generate(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """inputs (B, num_pairs + 1, input_size) float32 and targets (B,) int64."""
