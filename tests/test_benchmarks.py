@@ -1,4 +1,4 @@
-"""The benchmark scripts run and write their tables (one quick pass, nothing timed)."""
+"""The benchmark scripts run and write their tables (one quick pass; speed is not asserted)."""
 
 import torch
 from helpers import load_benchmark

@@ -55,8 +55,8 @@ class MatmulAttention(torch.autograd.Function):
     """softmax(scale * q k^T) v as batched matrix products, with its own backward.
 
     queries (B, h, Q, k), keys (B, h, R, k), values (B, h, R, v) -> (B, h, Q, v). The
-    products run in the inputs' dtype, or in bfloat16 under CPU autocast; the softmax
-    and its gradient in float32 (float64 for float64 inputs). Backward, with
+    products run in the inputs' dtype, or in autocast's (bfloat16) under CPU autocast;
+    the softmax and its gradient in float32 (float64 for float64 inputs). Backward, with
     P = softmax(S), S = scale * q k^T and dO the output's gradient:
 
         dv = P^T dO,   dP = dO v^T,   dS = P * (dP - rowsum(dP * P)),
@@ -65,7 +65,7 @@ class MatmulAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, queries: Tensor, keys: Tensor, values: Tensor, scale: float) -> Tensor:
-        batch_size, num_heads, num_queries, key_size = queries.shape
+        batch_size, num_heads, num_queries, _ = queries.shape
         autocast = torch.is_autocast_enabled("cpu")
         dtype = torch.get_autocast_dtype("cpu") if autocast else queries.dtype
         q, k, v = (  # (B h, rows, size) each, contiguous
