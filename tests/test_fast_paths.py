@@ -7,7 +7,8 @@
 - bfloat16 autocast stays within a stated tolerance of float32 and keeps the state in
   float32, so that chunks can be chained under autocast;
 - attention as batched matrix products with its own backward (``MatmulAttention``, the
-  CPU training path for many (batch, head) pairs) equals scaled_dot_product_attention;
+  CPU training path for many (batch, head) pairs, or float32 on several threads) equals
+  scaled_dot_product_attention;
 - ``torch.compile`` of the RMC gives the eager results (slow: it compiles).
 """
 
@@ -179,23 +180,37 @@ def test_matmul_attention_under_autocast_is_bf16_and_close():
 MANY = MATMUL_ATTENTION_MIN_PAIRS // 2  # batch size: with 2 heads, just enough pairs
 
 
+@pytest.fixture
+def set_threads():
+    """Set torch's thread count for one test, restored after."""
+    threads = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize(
-    ("batch_size", "dtype", "autocast", "grad", "kernel"),
+    ("threads", "batch_size", "dtype", "autocast", "grad", "kernel"),
     [
-        (2, torch.float32, False, True, "flash"),
-        (2, torch.bfloat16, False, True, "flash"),
-        (MANY, torch.float32, False, True, "matmul"),
-        (MANY, torch.bfloat16, False, True, "matmul"),
-        (MANY, torch.float32, True, True, "matmul"),
-        (MANY, torch.float32, False, False, "flash"),  # inference
-        (MANY - 1, torch.float32, False, True, "flash"),
+        (1, 2, torch.float32, False, True, "flash"),
+        (1, 2, torch.bfloat16, False, True, "flash"),
+        (1, MANY, torch.float32, False, True, "matmul"),
+        (1, MANY, torch.bfloat16, False, True, "matmul"),
+        (1, MANY, torch.float32, True, True, "matmul"),
+        (1, MANY, torch.float32, False, False, "flash"),  # inference
+        (1, MANY - 1, torch.float32, False, True, "flash"),
+        (2, 2, torch.float32, False, True, "matmul"),
+        (2, 2, torch.bfloat16, False, True, "flash"),
+        (2, 2, torch.float32, True, True, "flash"),
+        (2, 2, torch.float32, False, False, "flash"),
     ],
 )
-def test_attention_kernel_on_cpu(batch_size, dtype, autocast, grad, kernel):
-    """Training with enough (batch, head) pairs takes MatmulAttention; everything else the
-    flash kernel of scaled_dot_product_attention (the faster of the two in each case)."""
+def test_attention_kernel_on_cpu(set_threads, threads, batch_size, dtype, autocast, grad, kernel):
+    """Training with enough (batch, head) pairs, or in float32 on more than one thread,
+    takes MatmulAttention; everything else the flash kernel of
+    scaled_dot_product_attention (the faster of the two in each case)."""
     from torch.profiler import profile
 
+    set_threads(threads)
     queries, keys, values = attention_inputs(batch_size, dtype=dtype)
     with (
         profile() as prof,

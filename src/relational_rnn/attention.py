@@ -37,7 +37,9 @@ def merge_heads(x: Tensor) -> Tensor:
 # batched matrix products with the backward below than in scaled_dot_product_attention,
 # whose flash kernel pays a fixed cost per pair (and whose bfloat16 backward is slow) and
 # whose math path calls a softmax that is slow over a short last axis. Below this many
-# pairs the flash kernel is the faster one (see docs/performance.md).
+# pairs the flash kernel is the faster one on one thread; on more, its float32 version
+# is slower than on one, and the matrix products win at every size (see
+# docs/performance.md and benchmarks/attention.py).
 MATMUL_ATTENTION_MIN_PAIRS = 256
 
 
@@ -95,18 +97,27 @@ class MatmulAttention(torch.autograd.Function):
         return *(g.view(batch_size, num_heads, *g.shape[1:]) for g in grads), None
 
 
+def use_matmul_attention(queries: Tensor, keys: Tensor, values: Tensor) -> bool:
+    """Whether ``attend`` takes ``MatmulAttention``: in training on CPU, with at least
+    ``MATMUL_ATTENTION_MIN_PAIRS`` (batch, head) pairs, or in float32 (not autocast) on
+    more than one thread."""
+    if queries.device.type != "cpu" or not (
+        torch.is_grad_enabled() and any(x.requires_grad for x in (queries, keys, values))
+    ):
+        return False
+    batch_size, num_heads = queries.shape[:2]
+    low_precision = torch.is_autocast_enabled("cpu") or queries.dtype.itemsize < 4
+    return batch_size * num_heads >= MATMUL_ATTENTION_MIN_PAIRS or (
+        torch.get_num_threads() > 1 and not low_precision
+    )
+
+
 def attend(queries: Tensor, keys: Tensor, values: Tensor, scale: float) -> Tensor:
     """softmax(scale * q k^T) v for every head, heads merged.
 
     queries (B, h, Q, k), keys (B, h, R, k), values (B, h, R, v) -> (B, Q, h * v).
     """
-    batch_size, num_heads = queries.shape[:2]
-    if (
-        queries.device.type == "cpu"
-        and batch_size * num_heads >= MATMUL_ATTENTION_MIN_PAIRS
-        and torch.is_grad_enabled()
-        and any(tensor.requires_grad for tensor in (queries, keys, values))
-    ):
+    if use_matmul_attention(queries, keys, values):
         attended = MatmulAttention.apply(queries, keys, values, scale)
     else:
         attended = F.scaled_dot_product_attention(queries, keys, values, scale=scale)
