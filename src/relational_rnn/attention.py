@@ -100,9 +100,13 @@ class MatmulAttention(torch.autograd.Function):
 def use_matmul_attention(queries: Tensor, keys: Tensor, values: Tensor) -> bool:
     """Whether ``attend`` takes ``MatmulAttention``: in training on CPU, with at least
     ``MATMUL_ATTENTION_MIN_PAIRS`` (batch, head) pairs, or in float32 (not autocast) on
-    more than one thread."""
-    if queries.device.type != "cpu" or not (
-        torch.is_grad_enabled() and any(x.requires_grad for x in (queries, keys, values))
+    more than one thread. Never under torch.compile, which lowers SDPA itself (and
+    cannot trace the thread count)."""
+    if (
+        queries.device.type != "cpu"
+        or torch.compiler.is_compiling()
+        or not torch.is_grad_enabled()
+        or not any(x.requires_grad for x in (queries, keys, values))
     ):
         return False
     batch_size, num_heads = queries.shape[:2]
