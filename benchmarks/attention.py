@@ -8,9 +8,9 @@ the shapes of the issue's configurations and at growing numbers of (batch, head)
 ``scaled_dot_product_attention`` (its flash kernel, the default on CPU) against
 ``MatmulAttention`` (batched matrix products with their own backward), in float32 and
 under bfloat16 autocast. Medians of ``--repeats`` interleaved runs; prints a Markdown
-table and writes it to ``--output``. ``relational_rnn.attention.attend`` takes
-``MatmulAttention`` for training from ``MATMUL_ATTENTION_MIN_PAIRS`` pairs up, chosen
-from this table.
+table and writes it to ``--output``. ``relational_rnn.attention.use_matmul_attention``
+chooses from this table: ``MatmulAttention`` for training from
+``MATMUL_ATTENTION_MIN_PAIRS`` pairs up, or in float32 on more than one thread.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     machine = describe_machine()
     header = [
@@ -115,12 +116,13 @@ def main(argv: list[str] | None = None) -> None:
         [
             "# Attention on CPU: flash kernel against batched matrix products",
             "",
-            f"Command: `{' '.join(['python', 'benchmarks/attention.py', *sys.argv[1:]])}`",
+            f"Command: `{' '.join(['python', 'benchmarks/attention.py', *argv])}`",
             "",
             f"Machine, at the start: {machine}.",
             f"Medians of {args.repeats} interleaved runs of at least {args.min_time} s; one "
             "forward and backward per call, times in microseconds. `attend` takes "
-            f"MatmulAttention for training from {MATMUL_ATTENTION_MIN_PAIRS} pairs up.",
+            f"MatmulAttention for training from {MATMUL_ATTENTION_MIN_PAIRS} pairs up, "
+            "or in float32 on more than one thread.",
             "",
             *header,
             *rows,

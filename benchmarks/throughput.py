@@ -395,10 +395,11 @@ def measure_memory(threads: int) -> dict[str, MemoryResult]:
 ELEMENTWISE = ("tanh", "sigmoid", "relu", "clamp", "threshold", "lerp", "aten::sum")
 ELEMENTWISE += ("aten::add", "aten::sub", "aten::mul", "aten::div")  # after aten::addmm
 ATTENTION = "attention (scaled_dot_product_attention or MatmulAttention)"
+ATTENTION_OPS = ("scaled_dot_product", "MatmulAttention")
 # Operator name fragments -> the category the profile summary reports them under (the
 # first that matches). Everything run inside an attention operator counts as attention.
 CATEGORIES = (
-    (ATTENTION, ("scaled_dot_product", "MatmulAttention")),
+    (ATTENTION, ATTENTION_OPS),
     ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "mkldnn_rnn", "aten::_mkldnn")),
     ("copies (cat, stack, copy, fill, zeros)", ("cat", "stack", "copy_", "fill_", "zero_")),
     ("LayerNorm", ("layer_norm",)),
@@ -412,7 +413,7 @@ def profile_category(event) -> str:
     operator (the softmax of MatmulAttention, say), else the first that its name matches."""
     parent = event
     while parent is not None:
-        if any(part in parent.name for part in CATEGORIES[0][1]):
+        if any(part in parent.name for part in ATTENTION_OPS):
             return ATTENTION
         parent = parent.cpu_parent
     return next(
