@@ -18,6 +18,15 @@ from relational_rnn.cli import main
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def linear_output_dtypes(model: nn.Module) -> list[torch.dtype]:
+    """A list that collects the output dtype of every call of a Linear layer of ``model``."""
+    dtypes: list[torch.dtype] = []
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            module.register_forward_hook(lambda _m, _i, output: dtypes.append(output.dtype))
+    return dtypes
+
+
 @functools.cache
 def load_benchmark(name: str) -> ModuleType:
     """benchmarks/NAME.py as a module (the benchmarks import their sibling timing.py)."""

@@ -110,6 +110,16 @@ def test_resume_continues_a_run(tmp_path, capsys):
     assert status == 0 and "finished at step 6" in out
 
 
+def test_precision_flag_is_kept_through_resume(tmp_path, capsys):
+    run = trained(tmp_path, capsys, "--precision", "bf16")
+    assert json.loads((run / "config.json").read_text())["optim"]["precision"] == "bf16"
+    status, _, err = run_main(capsys, "train", "--resume", run, "--precision", "fp32")
+    assert_one_line_error(status, err, "cannot change optim")
+    status, out, _ = run_main(capsys, "train", "--resume", run, "--steps", "6")
+    assert status == 0 and "finished at step 6" in out
+    assert json.loads((run / "config.json").read_text())["optim"]["precision"] == "bf16"
+
+
 def test_time_budget_alone_lifts_the_step_limit(tmp_path, capsys):
     out = tmp_path / "run"
     status, _, err = run_main(capsys, "train", *TINY, "--time-budget", "0.3", "--out", out)
@@ -130,9 +140,19 @@ def test_compare_writes_a_table_and_curves(tmp_path, capsys):
         for seed in (0, 1):
             assert (tmp_path / "cmp" / f"{model}-seed{seed}" / "summary.json").exists()
     assert "rmc is the reference" in table and "majority-class baseline" in table
+    assert "bfloat16" not in table
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 1000
     status, again, _ = run_main(capsys, *argv)  # finished runs are reused
     assert status == 0 and again.split("| model")[1] == out.split("| model")[1]
+
+
+def test_compare_says_when_it_trained_in_bf16(tmp_path, capsys):
+    argv = ["compare", *TINY, "--steps", "2", "--seeds", "1", "--models", "rmc"]
+    status, _, err = run_main(capsys, *argv, "--precision", "bf16", "--out", tmp_path / "cmp")
+    assert status == 0, err
+    assert "bfloat16 autocast" in (tmp_path / "cmp" / "compare.md").read_text()
+    config = json.loads((tmp_path / "cmp" / "rmc-seed0" / "config.json").read_text())
+    assert config["optim"]["precision"] == "bf16"
 
 
 def test_compare_runs_in_parallel_processes(tmp_path, capsys):
@@ -168,6 +188,7 @@ def foreign_run(tmp_path):
         (["train", "--lr", "nan"], "lr must be > 0 and finite"),
         (["train", "--clip-norm", "nan"], "clip_norm must be >= 0"),
         (["train", "--weight-decay", "inf"], "weight_decay must be >= 0"),
+        (["train", "--precision", "fp16"], "precision must be one of 'fp32', 'bf16'"),
         (["train", "--slot-size", "30", "--num-heads", "4"], "divisible by num_heads"),
         (["train", "--task-option", "dims=0"], "dims must be >= 1"),
         (["train", "--task-option", "depth=3"], "no option 'depth'"),

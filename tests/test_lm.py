@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from helpers import linear_output_dtypes
 
 from relational_rnn.config import ModelConfig
 from relational_rnn.lm.config import LMConfig
@@ -198,3 +199,20 @@ def test_an_interrupted_and_resumed_run_ends_bitwise_equal(tmp_path, text_file, 
     resumed.train(progress=False)
     for name, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
+
+
+@pytest.mark.parametrize("kind", list(CORES))
+def test_bf16_precision_autocasts_the_training_forward_and_keeps_the_state_float32(
+    text_file, tmp_path, kind
+):
+    config = tiny_config(text_file, kind)
+    config.optim.precision = "bf16"
+    run = LMRun.create(config, tmp_path / "run")
+    dtypes = linear_output_dtypes(run.model)
+    loss, _, taken = run.train_step()
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    assert taken and math.isfinite(loss)
+    assert all(part.dtype == torch.float32 for part in state_parts(run.state))
+    dtypes.clear()
+    run.evaluate()
+    assert dtypes and set(dtypes) == {torch.float32}

@@ -1,12 +1,14 @@
 """The training loop: files of a run, bitwise resume, checkpoints, schedules, evaluation."""
 
 import json
+import math
 import os
 import shutil
 import signal
 
 import pytest
 import torch
+from helpers import linear_output_dtypes
 from safetensors import safe_open
 
 from relational_rnn.checkpoint import (
@@ -219,3 +221,46 @@ def test_seed_sets_the_initial_weights(tmp_path):
     c = Run(tiny(seed=2), tmp_path / "c")
     weights = [next(r.model.parameters()) for r in (a, b, c)]
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
+@pytest.mark.parametrize("kind", ["rmc", "lstm", "relational-rnn"])
+@pytest.mark.parametrize(
+    ("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16)]
+)
+def test_precision_sets_the_training_forward_only(tmp_path, kind, precision, dtype):
+    config = tiny(model=tiny_model(kind), optim={**TINY["optim"], "precision": precision})
+    run = Run.create(config, tmp_path / "run")
+    dtypes = linear_output_dtypes(run.model)
+    loss, _, taken = run.train_step()
+    assert dtypes and set(dtypes) == {dtype}
+    assert taken and math.isfinite(loss)
+    assert all(p.dtype == p.grad.dtype == torch.float32 for p in run.model.parameters())
+    dtypes.clear()
+    run.evaluate()
+    assert dtypes and set(dtypes) == {torch.float32}
+
+
+def test_bf16_training_follows_fp32_closely_and_resumes_bitwise(tmp_path):
+    optim = {**TINY["optim"], "schedule": "constant"}  # the same rates when cut at step 4
+    bf16 = tiny(steps=10, optim={**optim, "precision": "bf16"})
+    whole, _ = train(bf16, tmp_path / "bf16")
+    train(tiny(steps=10, optim=optim), tmp_path / "fp32")
+    records = [read_metrics(tmp_path / name) for name in ("bf16", "fp32")]
+    losses = [[r["loss"] for r in metrics if r["kind"] == "train"] for metrics in records]
+    assert losses[0] != losses[1]  # autocast changed the arithmetic
+    assert losses[0] == pytest.approx(losses[1], rel=0.05)
+    # the step-0 evaluation, of the same initial weights, is float32 in both runs
+    first_evals = [next(r for r in metrics if r["kind"] == "eval") for metrics in records]
+    assert first_evals[0] == first_evals[1]
+
+    config = config_from_dict({"steps": 4}, bf16)
+    train(config, tmp_path / "parts")
+    resumed = Run.resume(tmp_path / "parts", {"steps": 10})
+    assert resumed.config.optim.precision == "bf16"
+    resumed.train(progress=False)
+    assert_same_state(whole, resumed)
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ConfigError, match="precision must be one of 'fp32', 'bf16'; got 'fp16'"):
+        tiny(optim={"precision": "fp16"})

@@ -234,7 +234,9 @@ def markdown(
         "",
         *([f"Command: `{command}`", ""] if command else []),
         f"{seeds} seeds per model; {config.steps} steps of batch {config.batch_size}, "
-        f"Adam lr {config.optim.lr} ({config.optim.schedule}). Accuracy on a fresh test set of "
+        f"Adam lr {config.optim.lr} ({config.optim.schedule})"
+        + (", bfloat16 autocast" if config.optim.precision == "bf16" else "")
+        + f". Accuracy on a fresh test set of "
         f"{TEST_SIZE} examples (mean ± standard deviation over seeds, min–max).",
         f"Parameter counts: {matching}.",
         f"Machine: {machine}. Total wall time {total:.0f} s.",

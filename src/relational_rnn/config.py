@@ -26,6 +26,7 @@ FORMAT = "relational-rnn-run"
 VERSION = 1
 MODELS = ("lstm", "relational-rnn", "rmc")
 SCHEDULES = ("constant", "linear", "cosine")
+PRECISIONS = ("fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -93,18 +94,26 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam with an optional warm-up, a decay schedule and gradient-norm clipping."""
+    """How the training steps are taken: Adam with an optional warm-up, a decay schedule
+    and gradient-norm clipping, and the precision of their forward pass.
+
+    ``precision="bf16"`` runs the training steps' forward pass under bfloat16 autocast;
+    the loss (from float32 logits), the weights, their gradients, Adam's state, the
+    recurrent state and the evaluations stay float32.
+    """
 
     lr: float = 1e-3
     schedule: str = "constant"
     warmup_steps: int = 0
     clip_norm: float = 0.0
     weight_decay: float = 0.0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be > 0 and finite, got {self.lr}")
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("precision", self.precision, PRECISIONS)
         for name in ("warmup_steps", "clip_norm", "weight_decay"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):

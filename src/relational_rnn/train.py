@@ -129,6 +129,12 @@ def progress_fraction(config: Any, counters: Any) -> float:
     return min(1.0, counters.elapsed_s / config.time_budget)
 
 
+def training_autocast(optim: OptimConfig, device: torch.device) -> torch.autocast:
+    """The context of a training step's forward pass: bfloat16 autocast on ``device`` when
+    ``optim.precision`` is "bf16", a disabled one (float32) otherwise."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=optim.precision == "bf16")
+
+
 def learning_rate(optim: OptimConfig, step: int, progress: float) -> float:
     """The learning rate for ``step`` (0-based) at ``progress`` in [0, 1] of the run."""
     scale = 1.0
@@ -655,7 +661,8 @@ class Run(TrainingLoop):
         )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        logits = self.trained(inputs)  # (B, [L,] C)
+        with training_autocast(config.optim, self.device):
+            logits = self.trained(inputs).float()  # (B, [L,] C)
         loss = self.task.loss(logits, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

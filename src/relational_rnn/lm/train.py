@@ -50,6 +50,7 @@ from ..train import (
     read_run_config,
     restore_optimizer,
     strip,
+    training_autocast,
 )
 from ..utils import count_parameters
 from .config import FORMAT, LMConfig, lm_config_from_dict
@@ -295,8 +296,9 @@ class LMRun(TrainingLoop):
         lr = learning_rate(config.optim, counters.step, progress_fraction(config, counters))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        logits, state = self.model(inputs, self.state)  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        with training_autocast(config.optim, inputs.device):
+            logits, state = self.model(inputs, self.state)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = gradient_norm(self.model.parameters(), config.optim.clip_norm)
