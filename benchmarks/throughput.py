@@ -19,10 +19,15 @@ W_v, W_o, W_u and W_g on [A_i ; u] for every slot. Work the implementation skips
 fuses therefore shows as a gain. Elementwise work (LayerNorm, softmax, gates) is not
 counted. Training counts 3x the forward FLOPs (backward: gradients of inputs and weights).
 
+The timings run after ``relational_rnn.keep_freed_memory()``, as ``relational-rnn train``
+does (``--default-malloc``: without it): glibc then keeps freed tensors' memory for the
+next step instead of returning it to the system and faulting it in afresh.
+
 The peak memory (resident set) of one training step of the paper configuration at batch
 1600 is measured in fresh processes, with and without ``recompute=True`` and bf16
-autocast, under glibc's default malloc settings and with large freed blocks returned to
-the system. ``--profile CONFIG`` prints where the time of a training step goes instead.
+autocast, under glibc's default malloc settings, with large freed blocks returned to
+the system, and after ``keep_freed_memory()``. ``--profile CONFIG`` prints where the
+time of a training step goes instead.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from relational_rnn import (
     RelationalRNN,
     count_parameters,
     initial_memory,
+    keep_freed_memory,
 )
 from relational_rnn.attention import attend, split_heads
 from relational_rnn.heads import SequenceClassifier
@@ -375,6 +381,7 @@ class MemoryResult:
     before: float  # GiB resident before the training step (model, data, torch)
     peaks: list[float]  # GiB, glibc default settings, one per run
     returned: float  # GiB, with RETURN_MEMORY
+    kept: float  # GiB, after relational_rnn.keep_freed_memory()
 
 
 def measure_memory(threads: int) -> dict[str, MemoryResult]:
@@ -385,8 +392,9 @@ def measure_memory(threads: int) -> dict[str, MemoryResult]:
     for variant in MEMORY_VARIANTS:
         runs = [run_child([*args, variant]).split() for _ in range(MEMORY_RUNS)]
         returned = float(run_child([*args, variant], env=RETURN_MEMORY).split()[1])
+        kept = float(run_child([*args, variant, "--rss-keep-freed"]).split()[1])
         before = float(runs[0][0])
-        results[variant] = MemoryResult(before, [float(run[1]) for run in runs], returned)
+        results[variant] = MemoryResult(before, [float(run[1]) for run in runs], returned, kept)
     return results
 
 
@@ -526,7 +534,9 @@ def targets(rows: list[Row], memory: dict[str, MemoryResult] | None) -> list[str
     return lines
 
 
-def report(args: argparse.Namespace, rows: list[Row], peaks: dict, memory, machine: str) -> str:
+def report(
+    args: argparse.Namespace, rows: list[Row], peaks: dict, memory, machine: str, allocator: str
+) -> str:
     out = [
         "# Throughput",
         "",
@@ -535,6 +545,7 @@ def report(args: argparse.Namespace, rows: list[Row], peaks: dict, memory, machi
         f"Machine, at the start: {machine}.",
         f"Load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}.",
         f"Medians of {args.repeats} repeats of at least {args.min_time} s each.",
+        f"Allocator for the timings: {allocator}.",
         "",
         "Matrix-product peak (2048 x 2048 @ 2048 x 2048, GFLOP/s), sampled once per round of "
         "every configuration; each row's % of peak uses its configuration's median (bf16 "
@@ -569,17 +580,21 @@ def report(args: argparse.Namespace, rows: list[Row], peaks: dict, memory, machi
             f"each in a fresh process: {MEMORY_RUNS} runs with glibc's default malloc "
             "settings (the verdict uses the largest), and one with "
             "`MALLOC_MMAP_THRESHOLD_=65536` (freed blocks of 64 KiB and more go back to the "
-            "system, so RSS follows the live tensors):",
+            "system, so RSS follows the live tensors) and one after "
+            "`relational_rnn.keep_freed_memory()` (as `relational-rnn train` runs: freed "
+            "memory is kept for reuse):",
             "",
             "| variant | RSS before the step (GiB) | peak RSS, default malloc (GiB) "
-            "| peak RSS, MALLOC_MMAP_THRESHOLD_=65536 (GiB) | target <= 2.0 GiB |",
-            "|---|---:|---:|---:|---|",
+            "| peak RSS, MALLOC_MMAP_THRESHOLD_=65536 (GiB) "
+            "| peak RSS, keep_freed_memory() (GiB) | target <= 2.0 GiB |",
+            "|---|---:|---:|---:|---:|---|",
         ]
         for variant, result in memory.items():
             peaks = ", ".join(f"{peak:.2f}" for peak in result.peaks)
             verdict = ratio_text(max(result.peaks), MEMORY_TARGET_GIB, higher_is_better=False)
             out.append(
-                f"| {variant} | {result.before:.2f} | {peaks} | {result.returned:.2f} | {verdict} |"
+                f"| {variant} | {result.before:.2f} | {peaks} | {result.returned:.2f} | "
+                f"{result.kept:.2f} | {verdict} |"
             )
     out += [
         "",
@@ -661,6 +676,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 autocast rows")
     parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="time with glibc's default malloc settings; by default the timings run after "
+        "relational_rnn.keep_freed_memory(), as `relational-rnn train` does, so that freed "
+        "tensors are reused instead of faulted in afresh every step",
+    )
+    parser.add_argument(
         "--compile",
         action="store_true",
         help="add torch.compile rows for the first model of small, relational-rnn and lm "
@@ -681,6 +703,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "model with torch.profiler and print where the time goes",
     )
     parser.add_argument("--rss-child", choices=MEMORY_VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--rss-keep-freed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.configs = args.configs or list(QUICK_CONFIGS if args.quick else CONFIGS)
     args.repeats = args.repeats or (1 if args.quick else 5)
@@ -693,12 +716,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.rss_child or args.profile:
+    if args.rss_child:  # glibc's default settings, unless asked
         torch.set_num_threads(args.threads[0])
-        if args.rss_child:
-            rss_child(args.rss_child)
-        else:
-            profile(args.profile, args.min_time)
+        if args.rss_keep_freed:
+            keep_freed_memory()
+        rss_child(args.rss_child)
+        return
+    allocator = "glibc's default malloc settings"
+    if not args.default_malloc and keep_freed_memory():
+        allocator = "`relational_rnn.keep_freed_memory()` (glibc keeps freed memory for reuse)"
+    if args.profile:
+        torch.set_num_threads(args.threads[0])
+        profile(args.profile, args.min_time)
         return
     machine = describe_machine()  # its load average is the one before the run
     rows: list[Row] = []
@@ -715,7 +744,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             rows += config_rows
     memory = measure_memory(args.threads[0]) if args.memory else None
-    text = report(args, rows, peaks, memory, machine)
+    text = report(args, rows, peaks, memory, machine, allocator)
     print(text)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -16,3 +16,17 @@ def test_attention_benchmark_writes_a_row_per_case(tmp_path):
     cases = len(attention.SHAPES) * len(attention.PAIRS) * 2  # float32 and bf16 autocast
     assert len(rows) == 1 + cases  # the header, then one row per case
     assert all(row.endswith(("| flash |", "| MatmulAttention |")) for row in rows[1:])
+
+
+def test_throughput_benchmark_writes_its_table_and_targets(tmp_path):
+    throughput = load_benchmark("throughput")
+    output = tmp_path / "throughput.md"
+    threads = torch.get_num_threads()
+    try:
+        throughput.main(["--quick", "--configs", "small", "--no-bf16", "--output", str(output)])
+    finally:
+        torch.set_num_threads(threads)
+    text = output.read_text()
+    assert "Allocator for the timings: `relational_rnn.keep_freed_memory()`" in text
+    assert "| small | RMC | fp32 | 1 | 32 | 8 | 39,168 | 7.1 |" in text
+    assert "| small: training >= 10,000 samples/s | 1 |" in text

@@ -28,6 +28,7 @@ _EXPORTS = {
     "RelationalRNNState": "cell",
     "count_parameters": "utils",
     "initial_memory": "memory",
+    "keep_freed_memory": "allocator",
 }
 __all__ = [
     "GatedSlotMemoryCell",
@@ -41,6 +42,7 @@ __all__ = [
     "RelationalRNNState",
     "count_parameters",
     "initial_memory",
+    "keep_freed_memory",
 ]
 __version__ = "0.1.0"
 
@@ -58,6 +60,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from .allocator import keep_freed_memory
     from .attention import MultiHeadAttention
     from .cell import RelationalRNN, RelationalRNNCell, RelationalRNNState
     from .lstm import LSTMBaseline, LSTMState

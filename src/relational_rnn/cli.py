@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import torch
 
+from .allocator import keep_freed_memory
 from .checkpoint import CheckpointError
 from .compare import DEFAULT_COMPARISON, DEFAULT_MODELS, compare, parse_models
 from .config import MODELS, SCHEDULES, ConfigError, TrainConfig, config_from_dict, load_config
@@ -231,6 +232,7 @@ def add_threads(parser: argparse.ArgumentParser, default: str) -> None:
 def command_train(args: argparse.Namespace) -> int:
     from .lm.cli import train_lm, wants_lm
 
+    keep_freed_memory()  # a training loop reuses the same large blocks every step
     with user_errors():
         lm = wants_lm(args)
     if lm:

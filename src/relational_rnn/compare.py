@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .allocator import keep_freed_memory
 from .config import MODELS, ConfigError, ModelConfig, TaskConfig, TrainConfig, config_from_dict
 from .train import CONFIG, Run, build_model, evaluate_run, format_metrics, read_config
 from .utils import count_parameters
@@ -102,6 +103,7 @@ def train_one(
     """Train (or resume, or reuse) one run; returns its summary with a test evaluation."""
     if threads is not None:
         torch.set_num_threads(threads)
+    keep_freed_memory()  # as in ``relational-rnn train``
     if (Path(run_dir) / CONFIG).exists():
         run = Run.resume(Path(run_dir))
     else:
