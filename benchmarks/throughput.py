@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from timing import (
+    PageFaults,
     describe_machine,
     interleaved_medians,
     matmul_peak,
@@ -230,6 +231,7 @@ class Row:
     train: float  # samples/s
     infer: float  # samples/s
     peak: float  # GFLOP/s of the matching precision
+    faults: float  # minor page faults per training step
 
     @property
     def label(self) -> str:
@@ -560,9 +562,9 @@ def report(
     out += [
         "",
         "| config | model | precision | threads | batch | T | params | train MFLOP/sample "
-        "| train samples/s | train GFLOP/s | % of peak | infer samples/s | infer GFLOP/s "
-        "| % of peak | compared |",
-        "|---|---|---|" + "---:|" * 11 + "---|",
+        "| train samples/s | train GFLOP/s | % of peak | page faults/step | infer samples/s "
+        "| infer GFLOP/s | % of peak | compared |",
+        "|---|---|---|" + "---:|" * 12 + "---|",
     ]
     for row in rows:
         case = row.case
@@ -570,6 +572,7 @@ def report(
             f"| {case.config} | {row.label} | {row.precision} | {row.threads} | {case.batch} | "
             f"{case.steps} | {count_parameters(case.model):,} | {3 * case.flops / 1e6:.1f} | "
             f"{row.train:,.0f} | {row.gflops(True):.1f} | {row.gflops(True) / row.peak:.0%} | "
+            f"{row.faults:,.0f} | "
             f"{row.infer:,.0f} | {row.gflops(False):.1f} | {row.gflops(False) / row.peak:.0%} | "
             f"{comparison(row, rows)} |"
         )
@@ -614,7 +617,9 @@ def measure_config(
     (float32 and bfloat16) sampled once per round; ``peaks[(threads, dtype)]`` collects
     the peak samples and each row is scored against its configuration's median."""
     start = time.perf_counter()
-    functions = [workload for case in config_cases for workload in workloads(case)]
+    trains, infers = zip(*(workloads(case) for case in config_cases), strict=True)
+    trains = [PageFaults(train) for train in trains]
+    functions = [fn for pair in zip(trains, infers, strict=True) for fn in pair]
     peak_time = max(args.min_time, 0.2)
     samples: dict[str, list[float]] = {"fp32": [], "bf16": []}
 
@@ -629,7 +634,7 @@ def measure_config(
     for index, case in enumerate(config_cases):
         train, infer = (case.batch / t for t in seconds[2 * index : 2 * index + 2])
         peak = statistics.median(samples["bf16" if case.bf16 else "fp32"])
-        rows.append(Row(case, threads, train, infer, peak))
+        rows.append(Row(case, threads, train, infer, peak, trains[index].per_call))
         print(
             f"{case.config:>14} {rows[-1].label:<36} {rows[-1].precision:<13} "
             f"{threads} thread(s): train {train:10,.1f}/s  infer {infer:10,.1f}/s",

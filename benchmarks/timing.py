@@ -44,6 +44,26 @@ def interleaved_medians(
     return [statistics.median(times) for times in samples]
 
 
+class PageFaults:
+    """``fn`` wrapped to count the minor page faults of the process during its calls, all
+    but the first (the warm-up of ``interleaved_medians``)."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn, self.calls, self.faults = fn, 0, 0
+
+    def __call__(self) -> None:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        self.fn()
+        if self.calls > 0:
+            self.faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        self.calls += 1
+
+    @property
+    def per_call(self) -> float:
+        """Faults per counted call."""
+        return self.faults / max(self.calls - 1, 1)
+
+
 def matmul_peak(dtype: torch.dtype, min_time: float, size: int = 2048) -> float:
     """GFLOP/s of one timed run of a (size x size) @ (size x size) product in ``dtype``."""
     generator = torch.Generator().manual_seed(0)

@@ -29,4 +29,5 @@ def test_throughput_benchmark_writes_its_table_and_targets(tmp_path):
     text = output.read_text()
     assert "Allocator for the timings: `relational_rnn.keep_freed_memory()`" in text
     assert "| small | RMC | fp32 | 1 | 32 | 8 | 39,168 | 7.1 |" in text
+    assert "| page faults/step |" in text
     assert "| small: training >= 10,000 samples/s | 1 |" in text
