@@ -108,7 +108,7 @@ FLAGS = (
         ("optim", "precision"),
         str,
         "fp32, or bf16: the training steps' forward pass under bfloat16 autocast (weights, "
-        "Adam and evaluation stay float32); on CPUs with AVX-512 BF16 1.5 to 2.2x faster "
+        "Adam and evaluation stay float32); on CPUs with AVX-512 BF16 1.6 to 1.7x faster "
         "at the paper's sizes, slower for small models (docs/performance.md)",
     ),
     Flag("--batch-size", ("batch_size",), int, "training examples per step"),
