@@ -180,14 +180,6 @@ def test_matmul_attention_under_autocast_is_bf16_and_close():
 MANY = MATMUL_ATTENTION_MIN_PAIRS // 2  # batch size: with 2 heads, just enough pairs
 
 
-@pytest.fixture
-def set_threads():
-    """Set torch's thread count for one test, restored after."""
-    threads = torch.get_num_threads()
-    yield torch.set_num_threads
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize(
     ("threads", "batch_size", "dtype", "autocast", "grad", "kernel"),
     [
