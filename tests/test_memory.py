@@ -21,7 +21,8 @@ RMC_CONFIGS = [
     dict(mem_slots=3, head_size=4, num_heads=2, gate_style=None),
     dict(mem_slots=2, head_size=3, num_heads=2, num_blocks=2, attention_mlp_layers=3),
     dict(mem_slots=3, head_size=4, num_heads=1, key_size=3, num_blocks=2),
-    dict(mem_slots=5, head_size=2, num_heads=1),  # mem_size 2 < mem_slots 5: truncated identity
+    # mem_size 2 < mem_slots 5: truncated identity; input wider than the memory: W_x not folded
+    dict(mem_slots=5, head_size=2, num_heads=1),
 ]
 
 

@@ -139,20 +139,34 @@ class AttentionBlock(nn.Module):
 
     def queries_keys_values(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """rows (B, R, S) -> q, k (B, h, R, key_size) and v (B, h, R, head_size)."""
-        qkv = self.qkv_norm(self.qkv(rows))  # (B, R, h * (2k + v))
+        return self.split(self.qkv_norm(self.qkv(rows)))  # from (B, R, h * (2k + v))
+
+    def split(self, qkv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Normalised qkv (B, R, h * (2k + v)) -> q, k (B, h, R, k) and v (B, h, R, v)."""
         sizes = [self.key_size, self.key_size, self.head_size]
         return tuple(split_qkv(qkv, self.num_heads, sizes))
 
-    def forward(self, rows: Tensor, mlp: MLP, num_queries: int) -> Tensor:
+    def forward(
+        self, rows: Tensor, mlp: MLP, num_queries: int, input_qkv: Tensor | None = None
+    ) -> Tensor:
         """rows (B, R, S) -> (B, num_queries, S): the first ``num_queries`` rows updated.
 
-        Keys and values come from all R rows; rows past ``num_queries`` are about to be
-        discarded, so their queries, attention output and MLP are not computed.
+        Keys and values come from all R rows, and from the input row when its normalised
+        qkv ``input_qkv`` (B, 1, W) is given instead of the row itself (the first block
+        of a one-block core: there the input row depends only on the input, so its qkv is
+        computed for all steps at once, and only its key and value are used). Rows past
+        ``num_queries`` are about to be discarded, so their queries, attention output and
+        MLP are not computed.
         """
         queries, keys, values = self.queries_keys_values(rows)
-        queries = queries[:, :, :num_queries]  # (B, h, Q, k)
+        if input_qkv is not None:
+            _, input_keys, input_values = self.split(input_qkv)  # (B, h, 1, k or v)
+            keys = torch.cat([keys, input_keys], dim=2)  # (B, h, R + 1, k)
+            values = torch.cat([values, input_values], dim=2)  # (B, h, R + 1, v)
+        if num_queries < rows.shape[1]:  # a full slice would still cost a copy in backward
+            queries, rows = queries[:, :, :num_queries], rows[:, :num_queries]
         attended = attend(queries, keys, values, self.key_size**-0.5)  # (B, Q, S)
-        rows = self.attention_norm(rows[:, :num_queries] + attended)  # (B, Q, S)
+        rows = self.attention_norm(rows + attended)  # (B, Q, S)
         return self.mlp_norm(rows + mlp(rows))  # (B, Q, S)
 
     def attention_weights(self, rows: Tensor) -> Tensor:
@@ -223,15 +237,39 @@ class RelationalMemoryCell(nn.Module):
         )
 
     def project_input(self, x: Tensor) -> tuple[Tensor, ...]:
-        """x (..., I) -> (x~ (..., S),), and if gated the gates' input term (..., 2g):
-        W_i x~ + b_i + b_f + [input_bias | forget_bias], all that does not depend on M."""
-        projected = self.input_projection(x)
-        if self.gate_style is None:
-            return (projected,)
-        bias = self.memory_gate.bias  # (2g,)
-        constants = bias.new_tensor([self.input_bias, self.forget_bias])
-        bias = bias + constants.repeat_interleave(bias.shape[0] // 2)  # (2g,)
-        return projected, self.input_gate(projected) + bias
+        """x (..., I) -> what the steps need of the input, for all steps at once:
+
+        - the input row: x~ (..., S), or with one block, whose only use of it is its key
+          and value, its normalised qkv (..., W) (``AttentionBlock``'s ``input_qkv``);
+        - if gated, the gates' input term (..., 2g): W_i x~ + b_i + b_f + [input_bias |
+          forget_bias], all that does not depend on M.
+
+        With one block x~ itself is not needed, and where the input is narrower than the
+        memory W_x is folded into the maps of x~ (fewer operations, the same function).
+        """
+        maps = []  # (weight, bias) of the affine maps of x~ that the steps need
+        if self.num_blocks == 1:
+            maps.append((self.blocks[0].qkv.weight, self.blocks[0].qkv.bias))
+        if self.gate_style is not None:
+            bias = self.input_gate.bias + self.memory_gate.bias  # (2g,)
+            constants = bias.new_tensor([self.input_bias, self.forget_bias])
+            bias = bias + constants.repeat_interleave(bias.shape[0] // 2)
+            maps.append((self.input_gate.weight, bias))
+        projection = self.input_projection
+        row = projection(x) if self.num_blocks > 1 else None  # x~ (..., S)
+        if not maps:
+            return (row,)
+        weight = torch.cat([w for w, _ in maps])  # (W + 2g, S), rows as listed
+        bias = torch.cat([b for _, b in maps])  # (W + 2g,)
+        if row is None and self.input_size < self.mem_size:
+            # (W_x x + b_x) A^T + b = x (A W_x)^T + (A b_x + b)
+            terms = F.linear(x, weight @ projection.weight, F.linear(projection.bias, weight, bias))
+        else:
+            terms = F.linear(projection(x) if row is None else row, weight, bias)
+        parts = list(terms.split([w.shape[0] for w, _ in maps], dim=-1))
+        if row is None:
+            parts[0] = self.blocks[0].qkv_norm(parts[0])  # the input row's qkv (..., W)
+        return tuple(parts) if row is None else (row, *parts)
 
     def step_weights(self) -> tuple[Tensor, ...]:
         """Nothing to fuse: the RMC's projections are single Linears already."""
@@ -245,10 +283,13 @@ class RelationalMemoryCell(nn.Module):
     ) -> Tensor:
         """One update of memory (B, N, S) from one step of ``project_input``'s output
         (``weights``: unused, for the same interface as the gated slot memory)."""
-        rows = torch.cat([memory, projected[0].unsqueeze(1)], dim=1)  # (B, N + 1, S)
-        for index, block in enumerate(self.blocks):
-            last = index == self.num_blocks - 1
-            rows = block(rows, self.mlp, self.mem_slots if last else self.mem_slots + 1)
+        if self.num_blocks == 1:
+            rows = self.blocks[0](memory, self.mlp, self.mem_slots, projected[0].unsqueeze(1))
+        else:
+            rows = torch.cat([memory, projected[0].unsqueeze(1)], dim=1)  # (B, N + 1, S)
+            for index, block in enumerate(self.blocks):
+                last = index == self.num_blocks - 1
+                rows = block(rows, self.mlp, self.mem_slots if last else self.mem_slots + 1)
         if self.gate_style is None:
             return rows  # (B, N, S)
         gates = F.linear(torch.tanh(memory), self.memory_gate.weight)  # (B, N, 2g)
