@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import (
@@ -132,10 +133,16 @@ class RelationalRNNCell(nn.Module):
         )
 
     def readout(self, h: Tensor, memory_mean: Tensor) -> Tensor:
-        """h (..., H) and the slot mean of the memory (..., S) -> y (..., output or H)."""
-        read = self.read(memory_mean)  # (..., H)
-        output = torch.tanh(self.combine(torch.cat([h, read], dim=-1)))  # (..., H)
-        return output if self.head is None else self.head(output)
+        """h (..., H) and the slot mean of the memory (..., S) -> y (..., output or H).
+
+        W_c [h ; W_r m + b_r] + b_c is computed as [W_c,h | W_c,r W_r] [h ; m] + (W_c,r b_r
+        + b_c): one product, and H * H fewer multiply-adds per row.
+        """
+        combine_h, combine_r = self.combine.weight.chunk(2, dim=1)  # (H, H) each
+        weight = torch.cat([combine_h, combine_r @ self.read.weight], dim=1)  # (H, H + S)
+        bias = F.linear(self.read.bias, combine_r, self.combine.bias)  # (H,)
+        output = torch.tanh(F.linear(torch.cat([h, memory_mean], dim=-1), weight, bias))
+        return output if self.head is None else self.head(output)  # from (..., H)
 
     def forward(
         self, x: Tensor, state: RelationalRNNState | None = None

@@ -413,7 +413,9 @@ class GatedSlotMemoryCell(nn.Module):
         E       = b_o W_ug + [b_u | b_g] + e_0 (p W_ug) + [0 | u W_g[S:]]
 
     where E depends only on the input (``project_input``: all steps at once) and
-    W_o W_ug is formed once per sequence (``step_weights``).
+    W_o W_ug is formed once per sequence (``step_weights``). tanh(x) = 2 sigmoid(2x) - 1,
+    so W_u and b_u enter doubled and one sigmoid over [U~ | G~] serves both halves (this
+    torch build's tanh is several times slower than its sigmoid).
     """
 
     def __init__(self, input_size: int, num_slots: int, slot_size: int, num_heads: int) -> None:
@@ -439,14 +441,14 @@ class GatedSlotMemoryCell(nn.Module):
         )
 
     def _update_gate_weight(self) -> Tensor:
-        """W_ug: the update's and the gate's weights on A, stacked (2S, S)."""
-        return torch.cat([self.update.weight, self.gate_memory.weight])
+        """W_ug: the update's weights on A, doubled, and the gate's, stacked (2S, S)."""
+        return torch.cat([2 * self.update.weight, self.gate_memory.weight])
 
     def project_input(self, u: Tensor) -> tuple[Tensor]:
         """u (..., H) -> (E (..., N, 2S),): the input's and the biases' part of [U~ | G~]."""
         projected = u if self.input_projection is None else self.input_projection(u)  # (..., S)
         weight = self._update_gate_weight()  # (2S, S)
-        bias = torch.cat([self.update.bias, self.gate_memory.bias])  # (2S,)
+        bias = torch.cat([2 * self.update.bias, self.gate_memory.bias])  # (2S,)
         common = F.linear(self.attention.output.bias, weight, bias)  # (2S,)
         common = (common + F.pad(self.gate_input(u), (self.mem_size, 0))).unsqueeze(-2)
         first = common + F.linear(projected, weight).unsqueeze(-2)  # (..., 1, 2S)
@@ -468,10 +470,11 @@ class GatedSlotMemoryCell(nn.Module):
         ``step_weights()`` (formed here when None)."""
         qkv_weight, qkv_bias, output_weight = self.step_weights() if weights is None else weights
         heads = self.attention.heads(memory, qkv_weight, qkv_bias)  # (B, N, S)
-        update_gate = F.linear(heads, output_weight) + projected[0]  # (B, N, 2S)
+        update_gate = F.linear(heads, output_weight) + projected[0]  # (B, N, 2S): [2U~ | G~]
         # Under autocast the matmul is bfloat16; the gating and the memory stay in M's dtype.
-        update, gate = update_gate.to(memory.dtype).chunk(2, dim=-1)  # (B, N, S) each
-        return torch.lerp(memory, torch.tanh(update), torch.sigmoid(gate))  # G U + (1 - G) M
+        update_gate = torch.sigmoid(update_gate.to(memory.dtype))
+        update, gate = update_gate.chunk(2, dim=-1)  # sigmoid(2 U~), G: (B, N, S) each
+        return torch.lerp(memory, 2 * update - 1, gate)  # G U + (1 - G) M
 
     def forward(self, u: Tensor, memory: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One step: u (B, H) -> (output (B, N * S), memory (B, N, S))."""
