@@ -222,15 +222,24 @@ class RelationalRNN(nn.Module):
         lstm = cell.lstm
         weights = [lstm.weight_ih, lstm.weight_hh, lstm.bias_ih, lstm.bias_hh]
         # One fused LSTM call over all steps (args: has_biases, num_layers, dropout,
-        # train, bidirectional, batch_first), the same maths as stepping cell.lstm.
+        # train, bidirectional, batch_first), the same maths as stepping cell.lstm; time
+        # first, so that every step's slice of what follows is contiguous.
         hidden, h_last, c_last = torch.lstm(
-            x, (h.unsqueeze(0), c.unsqueeze(0)), weights, True, 1, 0.0, self.training, False, True
-        )  # hidden (B, T, H)
-        projected = cell.memory.project_input(hidden)  # each (B, T, ...)
+            x.transpose(0, 1),
+            (h.unsqueeze(0), c.unsqueeze(0)),
+            weights,
+            True,
+            1,
+            0.0,
+            self.training,
+            False,
+            False,
+        )  # hidden (T, B, H)
+        projected = cell.memory.project_input(hidden)  # each (T, B, ...)
         memories = scan(cell.memory, projected, memory, self.recompute)  # T of (B, N, S)
-        memory_means = torch.stack(memories, dim=1).mean(dim=2)  # (B, T, S)
-        output = cell.readout(hidden, memory_means)  # (B, T, output)
-        if not self.batch_first:
+        memory_means = torch.stack(memories).mean(dim=2)  # (T, B, S)
+        output = cell.readout(hidden, memory_means)  # (T, B, output)
+        if self.batch_first:
             output = output.transpose(0, 1)
         h, c = h_last.squeeze(0).to(x.dtype), c_last.squeeze(0).to(x.dtype)  # as in the cell
         return output, RelationalRNNState(h, c, memories[-1])

@@ -3,7 +3,7 @@
 Both memory cells split a step in two, so that sequence models can do the part that
 depends only on the input for all time steps at once:
 
-    projected = cell.project_input(x)                 # x (..., I): any leading axes, e.g. (B, T, I)
+    projected = cell.project_input(x)                 # x (..., I): any leading axes, e.g. (T, B, I)
     weights   = cell.step_weights()                   # weights fused once per sequence
     memory    = cell.step(projected, memory, weights)  # one step, projected[k] of shape (B, ...)
 
@@ -74,13 +74,14 @@ def scan(
 ) -> list[Tensor]:
     """The memory (B, N, S) after each step, from ``cell.project_input`` of a whole sequence.
 
-    projected: each (B, T, ...). With ``recompute`` the steps' intermediate results are
-    not kept for backward but recomputed from each step's inputs (torch.utils.checkpoint):
-    a fraction of the activation memory for about one more forward pass of compute.
+    projected: each (T, B, ...), time first so that each step's slice is contiguous. With
+    ``recompute`` the steps' intermediate results are not kept for backward but recomputed
+    from each step's inputs (torch.utils.checkpoint): a fraction of the activation memory
+    for about one more forward pass of compute.
     """
     weights = cell.step_weights()
     memories = []
-    for step_input in zip(*(p.unbind(1) for p in projected), strict=True):
+    for step_input in zip(*(p.unbind(0) for p in projected), strict=True):
         if recompute:
             memory = checkpoint(
                 cell.step,
@@ -381,7 +382,7 @@ class RelationalMemory(nn.Module):
         like = self.cell.input_projection.weight
         x, batch_size, _ = check_sequence(x, self.input_size, self.batch_first, like)
         memory = _check_memory(memory, batch_size, self.cell, like)
-        projected = self.cell.project_input(x)  # each (B, T, ...)
+        projected = self.cell.project_input(x.transpose(0, 1))  # each (T, B, ...)
         memories = scan(self.cell, projected, memory, self.recompute)  # T of (B, N, S)
         outputs = [m.flatten(1) for m in memories]  # T of (B, N * S)
         output = torch.stack(outputs, dim=1 if self.batch_first else 0)  # (B, T, N * S)
@@ -470,7 +471,9 @@ class GatedSlotMemoryCell(nn.Module):
         ``step_weights()`` (formed here when None)."""
         qkv_weight, qkv_bias, output_weight = self.step_weights() if weights is None else weights
         heads = self.attention.heads(memory, qkv_weight, qkv_bias)  # (B, N, S)
-        update_gate = F.linear(heads, output_weight) + projected[0]  # (B, N, 2S): [2U~ | G~]
+        update_gate = torch.addmm(  # (B N, 2S): [2U~ | G~]
+            projected[0].flatten(0, 1), heads.flatten(0, 1), output_weight.t()
+        ).view_as(projected[0])
         # Under autocast the matmul is bfloat16; the gating and the memory stay in M's dtype.
         update_gate = torch.sigmoid(update_gate.to(memory.dtype))
         update, gate = update_gate.chunk(2, dim=-1)  # sigmoid(2 U~), G: (B, N, S) each
