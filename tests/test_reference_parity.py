@@ -258,9 +258,14 @@ def test_lstm_cell_matches_torch_lstm_cell():
 
 
 @pytest.mark.parametrize("output_steps", [None, 2])
-def test_sequence_classifier_matches_pytorch(output_steps):
-    """Logits read at the last step (B, C), or at the last 2 steps (B, 2, C)."""
-    core = RelationalRNN(input_size=4, hidden_size=6, num_slots=2, slot_size=4, memory="rmc")
+@pytest.mark.parametrize("core_type", ["relational_rnn", "rmc"])
+def test_sequence_classifier_matches_pytorch(output_steps, core_type):
+    """Logits read at the last step (B, C), or at the last 2 steps (B, 2, C); an RMC's
+    last step is read from its final memory."""
+    if core_type == "rmc":
+        core = RelationalMemory(4, mem_slots=2, head_size=2, num_heads=2)
+    else:
+        core = RelationalRNN(4, hidden_size=6, num_slots=2, slot_size=4, memory="rmc")
     module = SequenceClassifier(core, num_classes=3, hidden_sizes=(5,), output_steps=output_steps)
     module = perturb(module, seed=5)
     model, params = reference_model(module), to_arrays(module)

@@ -221,20 +221,13 @@ class RelationalRNN(nn.Module):
         h, c, memory = cell.check_state(state, batch_size)
         lstm = cell.lstm
         weights = [lstm.weight_ih, lstm.weight_hh, lstm.bias_ih, lstm.bias_hh]
-        # One fused LSTM call over all steps (args: has_biases, num_layers, dropout,
-        # train, bidirectional, batch_first), the same maths as stepping cell.lstm; time
-        # first, so that every step's slice of what follows is contiguous.
-        hidden, h_last, c_last = torch.lstm(
-            x.transpose(0, 1),
-            (h.unsqueeze(0), c.unsqueeze(0)),
-            weights,
-            True,
-            1,
-            0.0,
-            self.training,
-            False,
-            False,
-        )  # hidden (T, B, H)
+        # One fused LSTM call over all steps, the same maths as stepping cell.lstm; time
+        # first, so that every step's slice of what follows is contiguous. The flags:
+        # has_biases, num_layers, dropout, train, bidirectional, batch_first.
+        flags = (True, 1, 0.0, self.training, False, False)
+        state_in = (h.unsqueeze(0), c.unsqueeze(0))  # (1, B, H) each
+        hidden, h_last, c_last = torch.lstm(x.transpose(0, 1), state_in, weights, *flags)
+        # hidden (T, B, H)
         projected = cell.memory.project_input(hidden)  # each (T, B, ...)
         memories = scan(cell.memory, projected, memory, self.recompute)  # T of (B, N, S)
         memory_means = torch.stack(memories).mean(dim=2)  # (T, B, S)

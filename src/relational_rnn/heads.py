@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_positive_int
+from .memory import RelationalMemory
 
 
 class MLPHead(nn.Module):
@@ -55,10 +56,14 @@ class SequenceClassifier(nn.Module):
         self.head = MLPHead(core.output_size, num_classes, hidden_sizes)
 
     def forward(self, x: Tensor) -> Tensor:
-        output, _ = self.core(x)  # (B, T, core.output_size)
-        if self.output_steps is None:
-            return self.head(output[:, -1])  # (B, num_classes)
-        return self.head(output[:, -self.output_steps :])  # (B, L, num_classes)
+        output, state = self.core(x)  # (B, T, core.output_size)
+        if self.output_steps is not None:
+            return self.head(output[:, -self.output_steps :])  # (B, L, num_classes)
+        if isinstance(self.core, RelationalMemory):
+            # Its last output is its final memory, flattened; read there, backward does
+            # not zero-fill a gradient for the whole output sequence.
+            return self.head(state.flatten(1))  # (B, num_classes)
+        return self.head(output[:, -1])  # (B, num_classes)
 
     def extra_repr(self) -> str:
         return f"output_steps={self.output_steps}"

@@ -248,29 +248,29 @@ class RelationalMemoryCell(nn.Module):
         With one block x~ itself is not needed, and where the input is narrower than the
         memory W_x is folded into the maps of x~ (fewer operations, the same function).
         """
-        maps = []  # (weight, bias) of the affine maps of x~ that the steps need
+        projection = self.input_projection
+        fold = self.num_blocks == 1 and self.input_size < self.mem_size
+        row = None if fold else projection(x)  # x~ (..., S)
+
+        def of_row(layer: nn.Linear, bias: Tensor) -> Tensor:
+            """layer.weight x~ + bias, computed from x when W_x is folded in:
+            (W_x x + b_x) A^T + b = x (A W_x)^T + (A b_x + b)."""
+            if row is not None:
+                return F.linear(row, layer.weight, bias)
+            folded_bias = F.linear(projection.bias, layer.weight, bias)
+            return F.linear(x, layer.weight @ projection.weight, folded_bias)
+
         if self.num_blocks == 1:
-            maps.append((self.blocks[0].qkv.weight, self.blocks[0].qkv.bias))
+            block = self.blocks[0]
+            outputs = [block.qkv_norm(of_row(block.qkv, block.qkv.bias))]  # (..., W)
+        else:
+            outputs = [row]
         if self.gate_style is not None:
             bias = self.input_gate.bias + self.memory_gate.bias  # (2g,)
             constants = bias.new_tensor([self.input_bias, self.forget_bias])
             bias = bias + constants.repeat_interleave(bias.shape[0] // 2)
-            maps.append((self.input_gate.weight, bias))
-        projection = self.input_projection
-        row = projection(x) if self.num_blocks > 1 else None  # x~ (..., S)
-        if not maps:
-            return (row,)
-        weight = torch.cat([w for w, _ in maps])  # (W + 2g, S), rows as listed
-        bias = torch.cat([b for _, b in maps])  # (W + 2g,)
-        if row is None and self.input_size < self.mem_size:
-            # (W_x x + b_x) A^T + b = x (A W_x)^T + (A b_x + b)
-            terms = F.linear(x, weight @ projection.weight, F.linear(projection.bias, weight, bias))
-        else:
-            terms = F.linear(projection(x) if row is None else row, weight, bias)
-        parts = list(terms.split([w.shape[0] for w, _ in maps], dim=-1))
-        if row is None:
-            parts[0] = self.blocks[0].qkv_norm(parts[0])  # the input row's qkv (..., W)
-        return tuple(parts) if row is None else (row, *parts)
+            outputs.append(of_row(self.input_gate, bias))  # (..., 2g)
+        return tuple(outputs)
 
     def step_weights(self) -> tuple[Tensor, ...]:
         """Nothing to fuse: the RMC's projections are single Linears already."""
@@ -415,8 +415,8 @@ class GatedSlotMemoryCell(nn.Module):
 
     where E depends only on the input (``project_input``: all steps at once) and
     W_o W_ug is formed once per sequence (``step_weights``). tanh(x) = 2 sigmoid(2x) - 1,
-    so W_u and b_u enter doubled and one sigmoid over [U~ | G~] serves both halves (this
-    torch build's tanh is several times slower than its sigmoid).
+    so W_u and b_u enter doubled and one sigmoid over [U~ | G~] serves both halves (on
+    CPU, torch's tanh is several times slower than its sigmoid).
     """
 
     def __init__(self, input_size: int, num_slots: int, slot_size: int, num_heads: int) -> None:
