@@ -16,6 +16,7 @@ from ._checks import (
     check_state,
     check_step_input,
 )
+from ._cost import folding_pays
 from .memory import (
     MEMORY_INITS,
     GatedSlotMemoryCell,
@@ -135,13 +136,19 @@ class RelationalRNNCell(nn.Module):
     def readout(self, h: Tensor, memory_mean: Tensor) -> Tensor:
         """h (..., H) and the slot mean of the memory (..., S) -> y (..., output or H).
 
-        W_c [h ; W_r m + b_r] + b_c is computed as [W_c,h | W_c,r W_r] [h ; m] + (W_c,r b_r
-        + b_c): one product, and H * H fewer multiply-adds per row.
+        Over more rows than S (a whole sequence), W_c [h ; W_r m + b_r] + b_c is computed
+        as [W_c,h | W_c,r W_r] [h ; m] + (W_c,r b_r + b_c): one product, and H * H fewer
+        multiply-adds per row for H * H * S once.
         """
-        combine_h, combine_r = self.combine.weight.chunk(2, dim=1)  # (H, H) each
-        weight = torch.cat([combine_h, combine_r @ self.read.weight], dim=1)  # (H, H + S)
-        bias = F.linear(self.read.bias, combine_r, self.combine.bias)  # (H,)
-        output = torch.tanh(F.linear(torch.cat([h, memory_mean], dim=-1), weight, bias))
+        rows = memory_mean.numel() // self.slot_size
+        if not folding_pays(rows, self.slot_size, self.hidden_size, self.hidden_size):
+            read = self.read(memory_mean)  # (..., H)
+            output = torch.tanh(self.combine(torch.cat([h, read], dim=-1)))  # (..., H)
+        else:
+            combine_h, combine_r = self.combine.weight.chunk(2, dim=1)  # (H, H) each
+            weight = torch.cat([combine_h, combine_r @ self.read.weight], dim=1)  # (H, H + S)
+            bias = F.linear(self.read.bias, combine_r, self.combine.bias)  # (H,)
+            output = torch.tanh(F.linear(torch.cat([h, memory_mean], dim=-1), weight, bias))
         return output if self.head is None else self.head(output)  # from (..., H)
 
     def forward(

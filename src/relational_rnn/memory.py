@@ -25,6 +25,7 @@ from ._checks import (
     check_state,
     check_step_input,
 )
+from ._cost import folding_pays
 from .attention import MultiHeadAttention, attend, attention_weights, split_qkv
 
 GATE_STYLES = ("unit", "memory", None)
@@ -245,11 +246,15 @@ class RelationalMemoryCell(nn.Module):
         - if gated, the gates' input term (..., 2g): W_i x~ + b_i + b_f + [input_bias |
           forget_bias], all that does not depend on M.
 
-        With one block x~ itself is not needed, and where the input is narrower than the
-        memory W_x is folded into the maps of x~ (fewer operations, the same function).
+        With one block x~ itself is not needed, and where that takes fewer operations
+        (forming A W_x included: over a batch of sequences, not one step of one sample) W_x
+        is folded into the maps of x~.
         """
         projection = self.input_projection
-        fold = self.num_blocks == 1 and self.input_size < self.mem_size
+        width = self.input_gate.out_features if self.gate_style is not None else 0
+        width += self.blocks[0].qkv.out_features  # the maps' outputs (with one block)
+        rows = x.numel() // self.input_size
+        fold = self.num_blocks == 1 and folding_pays(rows, self.input_size, self.mem_size, width)
         row = None if fold else projection(x)  # x~ (..., S)
 
         def of_row(layer: nn.Linear, bias: Tensor) -> Tensor:
