@@ -446,15 +446,16 @@ class GatedSlotMemoryCell(nn.Module):
             batch_size, self.mem_slots, self.mem_size, init, dtype=like.dtype, device=like.device
         )
 
-    def _update_gate_weight(self) -> Tensor:
-        """W_ug: the update's weights on A, doubled, and the gate's, stacked (2S, S)."""
-        return torch.cat([2 * self.update.weight, self.gate_memory.weight])
+    def _update_gate(self) -> tuple[Tensor, Tensor]:
+        """W_ug (2S, S) and b_ug (2S,): the update's and the gate's weights on A and biases,
+        stacked, the update's doubled (the step's sigmoid(2x) stands for tanh)."""
+        weight = torch.cat([2 * self.update.weight, self.gate_memory.weight])
+        return weight, torch.cat([2 * self.update.bias, self.gate_memory.bias])
 
     def project_input(self, u: Tensor) -> tuple[Tensor]:
         """u (..., H) -> (E (..., N, 2S),): the input's and the biases' part of [U~ | G~]."""
         projected = u if self.input_projection is None else self.input_projection(u)  # (..., S)
-        weight = self._update_gate_weight()  # (2S, S)
-        bias = torch.cat([2 * self.update.bias, self.gate_memory.bias])  # (2S,)
+        weight, bias = self._update_gate()  # (2S, S), (2S,)
         common = F.linear(self.attention.output.bias, weight, bias)  # (2S,)
         common = (common + F.pad(self.gate_input(u), (self.mem_size, 0))).unsqueeze(-2)
         first = common + F.linear(projected, weight).unsqueeze(-2)  # (..., 1, 2S)
@@ -463,7 +464,7 @@ class GatedSlotMemoryCell(nn.Module):
 
     def step_weights(self) -> tuple[Tensor, Tensor, Tensor]:
         """The fused W_q|W_k|W_v (3S, S), its bias (3S,) and W_o W_ug (2S, S)."""
-        output_weight = self._update_gate_weight() @ self.attention.output.weight
+        output_weight = self._update_gate()[0] @ self.attention.output.weight
         return (*self.attention.fused_weights(), output_weight)
 
     def step(
