@@ -236,8 +236,8 @@ class RelationalRNN(nn.Module):
         hidden, h_last, c_last = torch.lstm(x.transpose(0, 1), state_in, weights, *flags)
         # hidden (T, B, H)
         projected = cell.memory.project_input(hidden)  # each (T, B, ...)
-        memories = scan(cell.memory, projected, memory, self.recompute)  # T of (B, N, S)
-        memory_means = torch.stack(memories).mean(dim=2)  # (T, B, S)
+        memories = scan(cell.memory, projected, memory, self.recompute)  # (T, B, N, S)
+        memory_means = memories.mean(dim=2)  # (T, B, S)
         output = cell.readout(hidden, memory_means)  # (T, B, output)
         if self.batch_first:
             output = output.transpose(0, 1)

@@ -27,6 +27,7 @@ from ._checks import (
 )
 from ._cost import folding_pays
 from .attention import MultiHeadAttention, attend, attention_weights, split_qkv
+from .gated_scan import gated_scan_applies, gated_slot_scan
 
 GATE_STYLES = ("unit", "memory", None)
 MEMORY_INITS = ("identity", "zeros")
@@ -72,15 +73,22 @@ def check_recompute(recompute: object) -> bool:
 
 def scan(
     cell: nn.Module, projected: tuple[Tensor, ...], memory: Tensor, recompute: bool = False
-) -> list[Tensor]:
-    """The memory (B, N, S) after each step, from ``cell.project_input`` of a whole sequence.
+) -> Tensor:
+    """The memories (T, B, N, S) after each step, from ``cell.project_input`` of a whole sequence.
 
     projected: each (T, B, ...), time first so that each step's slice is contiguous. With
     ``recompute`` the steps' intermediate results are not kept for backward but recomputed
     from each step's inputs (torch.utils.checkpoint): a fraction of the activation memory
-    for about one more forward pass of compute.
+    for about one more forward pass of compute. A gated slot memory in training runs as
+    one autograd Function with its own backward (``relational_rnn.gated_scan``).
     """
     weights = cell.step_weights()
+    if (
+        isinstance(cell, GatedSlotMemoryCell)
+        and not recompute
+        and gated_scan_applies(*projected, memory, *weights)
+    ):
+        return gated_slot_scan(*projected, memory, *weights, cell.num_heads)
     memories = []
     for step_input in zip(*(p.unbind(0) for p in projected), strict=True):
         if recompute:
@@ -95,7 +103,7 @@ def scan(
         else:
             memory = cell.step(step_input, memory, weights)
         memories.append(memory)
-    return memories
+    return torch.stack(memories)  # (T, B, N, S)
 
 
 class MLP(nn.Module):
@@ -388,10 +396,9 @@ class RelationalMemory(nn.Module):
         x, batch_size, _ = check_sequence(x, self.input_size, self.batch_first, like)
         memory = _check_memory(memory, batch_size, self.cell, like)
         projected = self.cell.project_input(x.transpose(0, 1))  # each (T, B, ...)
-        memories = scan(self.cell, projected, memory, self.recompute)  # T of (B, N, S)
-        outputs = [m.flatten(1) for m in memories]  # T of (B, N * S)
-        output = torch.stack(outputs, dim=1 if self.batch_first else 0)  # (B, T, N * S)
-        return output, memories[-1]
+        memories = scan(self.cell, projected, memory, self.recompute)  # (T, B, N, S)
+        output = memories.transpose(0, 1) if self.batch_first else memories
+        return output.flatten(2), memories[-1]  # (B, T, N * S): batch first a transposed view
 
     def extra_repr(self) -> str:
         return f"batch_first={self.batch_first}, recompute={self.recompute}"
