@@ -33,7 +33,6 @@ time of a training step goes instead.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
@@ -235,10 +234,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        if not self.case.compiled:
-            return self.case.label
-        step = isinstance(self.case.model, RelationalRNN)
-        return self.case.label + (" (torch.compile of the step)" if step else " (torch.compile)")
+        return self.case.label + (" (torch.compile)" if self.case.compiled else "")
 
     @property
     def precision(self) -> str:
@@ -300,19 +296,9 @@ def cases(config: str, bf16: bool, compile_models: bool) -> list[Case]:
     extra = []
     if bf16:
         extra += [Case(**{**vars(case), "bf16": True}) for case in rows[:1]]
-    if compile_models and config in ("small", "relational-rnn", "lm"):
-        model = copy.deepcopy(rows[0].model)  # compiling a step replaces a bound method
-        extra.append(Case(**{**vars(rows[0]), "model": model, "compiled": True}))
+    if compile_models and config == "small":
+        extra.append(Case(**{**vars(rows[0]), "compiled": True}))
     return rows + extra
-
-
-def compiled(model: nn.Module) -> nn.Module:
-    """torch.compile(model), or for a Relational RNN, whose fused torch.lstm call inductor
-    fails on (torch 2.13), ``torch.compile`` of its memory step only."""
-    if isinstance(model, RelationalRNN):
-        model.cell.memory.step = torch.compile(model.cell.memory.step, dynamic=False)
-        return model
-    return torch.compile(model, dynamic=False)
 
 
 def workloads(case: Case) -> tuple[Callable[[], None], Callable[[], None]]:
@@ -321,7 +307,7 @@ def workloads(case: Case) -> tuple[Callable[[], None], Callable[[], None]]:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(case.batch, case.steps, case.input_size, generator=generator)
     y = torch.randint(case.classes or 1, (case.batch,), generator=generator)
-    model = compiled(case.model) if case.compiled else case.model
+    model = torch.compile(case.model, dynamic=False) if case.compiled else case.model
     optimizer = torch.optim.Adam(case.model.parameters(), lr=1e-4)
 
     def loss_of(output: Tensor) -> Tensor:
@@ -690,8 +676,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="add torch.compile rows for the first model of small, relational-rnn and lm "
-        "(the whole RMC; a Relational RNN's memory step); compiling takes minutes",
+        help="add a torch.compile row for the small configuration's RMC (a minute to "
+        "compile); a Relational RNN cannot be compiled whole (inductor fails on its fused "
+        "torch.lstm) and its memory trains as a hand-written autograd Function",
     )
     parser.add_argument(
         "--memory",
