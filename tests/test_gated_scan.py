@@ -79,6 +79,7 @@ def test_scan_takes_it_in_training_only():
         assert scan(cell, cell.project_input(u), memory).grad_fn is None
         assert not gated_scan_applies(u, memory)
     assert not gated_scan_applies(u.detach(), memory.detach())
+    assert not gated_scan_applies(u.bfloat16(), memory.bfloat16())  # softmax in bfloat16
     rmc = RelationalMemoryCell(4, mem_slots=2, head_size=3).double()
     rmc_memories = scan(rmc, rmc.project_input(u[..., :4]), rmc.initial_state(3))
     assert type(rmc_memories.grad_fn).__name__ == "StackBackward0"

@@ -41,12 +41,14 @@ from .attention import softmax_of_scores
 
 def gated_scan_applies(*tensors: Tensor) -> bool:
     """Whether ``gated_slot_scan`` serves a scan over ``tensors`` (its inputs): in training
-    (some input needs a gradient), outside autocast, whose bfloat16 products the plain
-    steps handle, and outside torch.compile, which traces the plain steps."""
+    (some input needs a gradient), in float32 or float64 (its softmax runs in the inputs'
+    dtype), outside autocast, whose bfloat16 products the plain steps handle, and outside
+    torch.compile, which traces the plain steps."""
     device = tensors[0].device.type
     return (
         torch.is_grad_enabled()
         and any(tensor.requires_grad for tensor in tensors)
+        and all(tensor.dtype in (torch.float32, torch.float64) for tensor in tensors)
         and not torch.is_autocast_enabled(device)
         and not torch.compiler.is_compiling()
     )
@@ -103,10 +105,10 @@ class GatedSlotScan(torch.autograd.Function):
             attended = torch.bmm(probs[t], values)  # (B h, N, d)
             attended = attended.view(batch_size, num_heads, num_slots, head_size).transpose(1, 2)
             heads[t].view_as(attended).copy_(attended)  # (B, N, S)
-            gate_input = gates[t].view(rows, width)
-            torch.addmm(projected[t].view(rows, width), heads[t].view(rows, size),
-                        output_weight.t(), out=gate_input).sigmoid_()  # fmt: skip
-            update, gate = gates[t].split(size, dim=-1)  # sigmoid(2 U~), G: (B, N, S)
+            gate_rows, head_rows = gates[t].view(rows, width), heads[t].view(rows, size)
+            torch.addmm(projected[t].view(rows, width), head_rows, output_weight.t(), out=gate_rows)
+            gate_rows.sigmoid_()  # Y = [sigmoid(2 U~) | G]
+            update, gate = gates[t].split(size, dim=-1)  # (B, N, S) each
             difference = torch.mul(update, 2).sub_(memory).sub_(1)  # D = tanh(U~) - M
             memory = torch.addcmul(memory, gate, difference, out=trajectory[t + 1])
             # dM'/dZ = Y (1 - Y) dM'/dY, with dM'/dY = [2 G | D]
@@ -150,8 +152,8 @@ class GatedSlotScan(torch.autograd.Function):
             torch.bmm(grad_scores.transpose(1, 2), queries, out=grad_qkv[1])
             torch.bmm(probs[t].transpose(1, 2), grad_attended, out=grad_qkv[2])
             grad_qkv_rows = grad_qkvs[t].view(batch_size, num_slots, num_heads, 3, head_size)
-            grad_qkv_rows.copy_(grad_qkv.view(3, batch_size, num_heads, num_slots, head_size)
-                                .permute(1, 3, 2, 0, 4))  # fmt: skip
+            grad_qkv_heads = grad_qkv.view(3, batch_size, num_heads, num_slots, head_size)
+            grad_qkv_rows.copy_(grad_qkv_heads.permute(1, 3, 2, 0, 4))  # (B, N, h, 3, d)
             torch.sum(grad_qkvs[t], 0, out=grad_qkv_biases[t])
             grad_memory = grad_memory.view(rows, size).addmm_(grad_qkvs[t], qkv_weight)
             grad_memory = grad_memory.view(batch_size, num_slots, size)
