@@ -69,19 +69,19 @@ def test_scan_takes_it_in_training_only():
     u, memory = sequence_inputs(cell)
 
     def backward_of(recompute=False):
-        return type(scan(cell, cell.project_input(u), memory, recompute).grad_fn).__name__
+        return type(scan(cell, cell.project_input(u), memory, recompute)[0].grad_fn).__name__
 
     assert backward_of() == "GatedSlotScanBackward"
     assert backward_of(recompute=True) == "StackBackward0"  # checkpointed steps
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert backward_of() == "StackBackward0"  # bfloat16 products in the plain steps
     with torch.no_grad():
-        assert scan(cell, cell.project_input(u), memory).grad_fn is None
+        assert scan(cell, cell.project_input(u), memory)[0].grad_fn is None
         assert not gated_scan_applies(u, memory)
     assert not gated_scan_applies(u.detach(), memory.detach())
     assert not gated_scan_applies(u.bfloat16(), memory.bfloat16())  # softmax in bfloat16
     rmc = RelationalMemoryCell(4, mem_slots=2, head_size=3).double()
-    rmc_memories = scan(rmc, rmc.project_input(u[..., :4]), rmc.initial_state(3))
+    rmc_memories, _ = scan(rmc, rmc.project_input(u[..., :4]), rmc.initial_state(3))
     assert type(rmc_memories.grad_fn).__name__ == "StackBackward0"
 
 
@@ -110,7 +110,7 @@ def test_relational_rnn_trains_through_it():
 def test_second_derivatives_raise_a_clear_error():
     cell = make_cell(*SIZES[0])
     u, memory = sequence_inputs(cell)
-    memories = scan(cell, cell.project_input(u), memory)
+    memories, _ = scan(cell, cell.project_input(u), memory)
     (grad,) = torch.autograd.grad(memories.square().sum(), u, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         grad.sum().backward()

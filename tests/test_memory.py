@@ -148,6 +148,17 @@ def test_rmc_cell_steps_and_chunks_equal_one_call(config):
     torch.testing.assert_close(memory, final, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("recompute", [False, True])
+def test_rmc_final_memory_is_its_own_tensor(recompute):
+    """Not a view of the output sequence: backward from the final memory alone (as
+    ``SequenceClassifier`` reads it) must not materialise a zero gradient of every step."""
+    rmc = make_rmc(mem_slots=3, head_size=4, num_heads=2)
+    rmc.recompute = recompute
+    _, memory = rmc(torch.randn(2, 6, 5, dtype=torch.float64))
+    assert memory._base is None
+    assert type(memory.grad_fn).__name__ != "SelectBackward0"
+
+
 @pytest.mark.parametrize(
     "config",
     [

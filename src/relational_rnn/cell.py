@@ -236,13 +236,13 @@ class RelationalRNN(nn.Module):
         hidden, h_last, c_last = torch.lstm(x.transpose(0, 1), state_in, weights, *flags)
         # hidden (T, B, H)
         projected = cell.memory.project_input(hidden)  # each (T, B, ...)
-        memories = scan(cell.memory, projected, memory, self.recompute)  # (T, B, N, S)
+        memories, memory = scan(cell.memory, projected, memory, self.recompute)  # (T, B, N, S)
         memory_means = memories.mean(dim=2)  # (T, B, S)
         output = cell.readout(hidden, memory_means)  # (T, B, output)
         if self.batch_first:
             output = output.transpose(0, 1)
         h, c = h_last.squeeze(0).to(x.dtype), c_last.squeeze(0).to(x.dtype)  # as in the cell
-        return output, RelationalRNNState(h, c, memories[-1])
+        return output, RelationalRNNState(h, c, memory)
 
     def extra_repr(self) -> str:
         return f"batch_first={self.batch_first}, recompute={self.recompute}"

@@ -73,8 +73,10 @@ def check_recompute(recompute: object) -> bool:
 
 def scan(
     cell: nn.Module, projected: tuple[Tensor, ...], memory: Tensor, recompute: bool = False
-) -> Tensor:
-    """The memories (T, B, N, S) after each step, from ``cell.project_input`` of a whole sequence.
+) -> tuple[Tensor, Tensor]:
+    """The memories (T, B, N, S) after each step, from ``cell.project_input`` of a whole
+    sequence, and the last of them (B, N, S) as a tensor of its own where there is one (so
+    that a gradient of the last memory alone does not become a zero-filled (T, B, N, S)).
 
     projected: each (T, B, ...), time first so that each step's slice is contiguous. With
     ``recompute`` the steps' intermediate results are not kept for backward but recomputed
@@ -88,7 +90,8 @@ def scan(
         and not recompute
         and gated_scan_applies(*projected, memory, *weights)
     ):
-        return gated_slot_scan(*projected, memory, *weights, cell.num_heads)
+        memories = gated_slot_scan(*projected, memory, *weights, cell.num_heads)
+        return memories, memories[-1]
     memories = []
     for step_input in zip(*(p.unbind(0) for p in projected), strict=True):
         if recompute:
@@ -103,7 +106,7 @@ def scan(
         else:
             memory = cell.step(step_input, memory, weights)
         memories.append(memory)
-    return torch.stack(memories)  # (T, B, N, S)
+    return torch.stack(memories), memory  # (T, B, N, S), (B, N, S)
 
 
 class MLP(nn.Module):
@@ -396,9 +399,9 @@ class RelationalMemory(nn.Module):
         x, batch_size, _ = check_sequence(x, self.input_size, self.batch_first, like)
         memory = _check_memory(memory, batch_size, self.cell, like)
         projected = self.cell.project_input(x.transpose(0, 1))  # each (T, B, ...)
-        memories = scan(self.cell, projected, memory, self.recompute)  # (T, B, N, S)
+        memories, memory = scan(self.cell, projected, memory, self.recompute)  # (T, B, N, S)
         output = memories.transpose(0, 1) if self.batch_first else memories
-        return output.flatten(2), memories[-1]  # (B, T, N * S): batch first a transposed view
+        return output.flatten(2), memory  # (B, T, N * S): batch first a transposed view
 
     def extra_repr(self) -> str:
         return f"batch_first={self.batch_first}, recompute={self.recompute}"
