@@ -401,6 +401,8 @@ CATEGORIES = (
     ("LayerNorm", ("layer_norm",)),
     ("Adam", ("Optimizer", "adam", "addcdiv", "lerp_", "sqrt")),
     ("elementwise (tanh, sigmoid, add, mul, ...)", ELEMENTWISE),
+    # the Python of relational_rnn.gated_scan's forward and backward, not their operators
+    ("the gated slot memory's Function, itself", ("GatedSlotScan",)),
 )
 
 

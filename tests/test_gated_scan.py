@@ -6,7 +6,7 @@ import torch
 from helpers import randomize
 
 from relational_rnn import GatedSlotMemoryCell, RelationalMemoryCell, RelationalRNN
-from relational_rnn.gated_scan import gated_scan_applies, gated_slot_scan
+from relational_rnn.gated_scan import GatedSlotScan, gated_scan_applies
 from relational_rnn.memory import scan
 
 SIZES = [  # input_size, num_slots, slot_size, num_heads
@@ -38,7 +38,7 @@ def test_equals_stepping_the_cell(sizes):
         state = cell.step((projected,), state)
         stepped.append(state)
     stepped = torch.stack(stepped)  # (T, B, N, S)
-    fused = gated_slot_scan(*cell.project_input(u), memory, *cell.step_weights(), sizes[3])
+    fused = GatedSlotScan.apply(*cell.project_input(u), memory, *cell.step_weights(), sizes[3])
     assert type(fused.grad_fn).__name__ == "GatedSlotScanBackward"
     torch.testing.assert_close(fused, stepped, atol=1e-12, rtol=0)
 
@@ -59,7 +59,7 @@ def test_passes_gradcheck(sizes):
     weights = [w.detach().requires_grad_() for w in cell.step_weights()]
 
     def run(projected, memory, *weights):
-        return gated_slot_scan(projected, memory, *weights, sizes[3])
+        return GatedSlotScan.apply(projected, memory, *weights, sizes[3])
 
     assert torch.autograd.gradcheck(run, (projected, memory, *weights))
 

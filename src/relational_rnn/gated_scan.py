@@ -40,7 +40,7 @@ from .attention import softmax_of_scores
 
 
 def gated_scan_applies(*tensors: Tensor) -> bool:
-    """Whether ``gated_slot_scan`` serves a scan over ``tensors`` (its inputs): in training
+    """Whether ``GatedSlotScan`` serves a scan over ``tensors`` (its inputs): in training
     (some input needs a gradient), in float32 or float64 (its softmax runs in the inputs'
     dtype), outside autocast, whose bfloat16 products the plain steps handle, and outside
     torch.compile, which traces the plain steps."""
@@ -54,25 +54,15 @@ def gated_scan_applies(*tensors: Tensor) -> bool:
     )
 
 
-def gated_slot_scan(
-    projected: Tensor,
-    memory: Tensor,
-    qkv_weight: Tensor,
-    qkv_bias: Tensor,
-    output_weight: Tensor,
-    num_heads: int,
-) -> Tensor:
-    """The memories (T, B, N, S) after each step of a gated slot memory.
+class GatedSlotScan(torch.autograd.Function):
+    """``GatedSlotScan.apply(projected, memory, qkv_weight, qkv_bias, output_weight,
+    num_heads)``: the memories (T, B, N, S) after each step of a gated slot memory.
 
     projected: E (T, B, N, 2S) from ``GatedSlotMemoryCell.project_input``; memory (B, N, S);
     the weights from ``GatedSlotMemoryCell.step_weights``: W_qkv (3S, S) per head
-    [q | k | v], b_qkv (3S,) and W_out = W_ug W_o (2S, S). Once differentiable.
+    [q | k | v], b_qkv (3S,) and W_out = W_ug W_o (2S, S). Once differentiable; the
+    module's docstring has the equations.
     """
-    return GatedSlotScan.apply(projected, memory, qkv_weight, qkv_bias, output_weight, num_heads)
-
-
-class GatedSlotScan(torch.autograd.Function):
-    """See the module's docstring; use through ``gated_slot_scan``."""
 
     @staticmethod
     def forward(

@@ -27,7 +27,7 @@ from ._checks import (
 )
 from ._cost import folding_pays
 from .attention import MultiHeadAttention, attend, attention_weights, split_qkv
-from .gated_scan import gated_scan_applies, gated_slot_scan
+from .gated_scan import GatedSlotScan, gated_scan_applies
 
 GATE_STYLES = ("unit", "memory", None)
 MEMORY_INITS = ("identity", "zeros")
@@ -90,7 +90,7 @@ def scan(
         and not recompute
         and gated_scan_applies(*projected, memory, *weights)
     ):
-        memories = gated_slot_scan(*projected, memory, *weights, cell.num_heads)
+        memories = GatedSlotScan.apply(*projected, memory, *weights, cell.num_heads)
         return memories, memories[-1]
     memories = []
     for step_input in zip(*(p.unbind(0) for p in projected), strict=True):
