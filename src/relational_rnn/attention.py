@@ -53,16 +53,57 @@ def softmax_of_scores(scores: Tensor, scale: float) -> Tensor:
     return probs.div_(probs.sum(-1, keepdim=True))
 
 
+def _in(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x`` in ``dtype``; the check is cheaper than a no-op ``x.to(dtype)`` in a step loop."""
+    return x if x.dtype == dtype else x.to(dtype)
+
+
+def attention_probs(
+    queries: Tensor, keys: Tensor, scale: float, out: Tensor | None = None
+) -> Tensor:
+    """P = softmax(scale * q k^T) of batched matrices q (P, Q, k) and k (P, R, k): (P, Q, R),
+    in float32 (float64 for float64 inputs). ``out``: a buffer for the scores, which then
+    holds P when the inputs are in that dtype already."""
+    scores = torch.bmm(queries, keys.transpose(1, 2), out=out)  # (P, Q, R)
+    dtype = torch.float64 if queries.dtype == torch.float64 else torch.float32
+    return softmax_of_scores(_in(scores, dtype), scale)
+
+
+def attention_gradients(
+    grad: Tensor,
+    queries: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    probs: Tensor,
+    scale: float,
+    out: tuple[Tensor | None, ...] = (None, None, None),
+) -> tuple[Tensor, Tensor, Tensor]:
+    """dq, dk, dv of P v, P = softmax(S), S = scale * q k^T, from the output's gradient
+    dO (P, Q, v) and the inputs' batched matrices (P, rows, size) and P (``attention_probs``):
+
+        dv = P^T dO,   dP = dO v^T,   dS = P * (dP - rowsum(dP * P)),
+        dq = scale * dS k,   dk = scale * dS^T q
+
+    The products run in the inputs' dtype, the softmax's gradient in P's. ``out``: buffers
+    for dq, dk and dv.
+    """
+    grad_probs = _in(torch.bmm(grad, values.transpose(1, 2)), probs.dtype)  # (P, Q, R)
+    grad_probs -= (grad_probs * probs).sum(-1, keepdim=True)  # in place: a fresh tensor
+    grad_scores = _in(grad_probs.mul_(probs).mul_(scale), queries.dtype)  # (P, Q, R)
+    return (
+        torch.bmm(grad_scores, keys, out=out[0]),  # (P, Q, k)
+        torch.bmm(grad_scores.transpose(1, 2), queries, out=out[1]),  # (P, R, k)
+        torch.bmm(_in(probs, grad.dtype).transpose(1, 2), grad, out=out[2]),  # (P, R, v)
+    )
+
+
 class MatmulAttention(torch.autograd.Function):
     """softmax(scale * q k^T) v as batched matrix products, with its own backward.
 
     queries (B, h, Q, k), keys (B, h, R, k), values (B, h, R, v) -> (B, h, Q, v). The
     products run in the inputs' dtype, or in autocast's (bfloat16) under CPU autocast;
-    the softmax and its gradient in float32 (float64 for float64 inputs). Backward, with
-    P = softmax(S), S = scale * q k^T and dO the output's gradient:
-
-        dv = P^T dO,   dP = dO v^T,   dS = P * (dP - rowsum(dP * P)),
-        dq = scale * dS k,   dk = scale * dS^T q
+    the softmax and its gradient in float32 (float64 for float64 inputs); backward is
+    ``attention_gradients``.
     """
 
     @staticmethod
@@ -74,8 +115,7 @@ class MatmulAttention(torch.autograd.Function):
             x.to(dtype).reshape(batch_size * num_heads, x.shape[2], x.shape[3])
             for x in (queries, keys, values)
         )
-        scores = torch.bmm(q, k.transpose(1, 2))  # (B h, Q, R)
-        probs = softmax_of_scores(scores.to(torch.promote_types(q.dtype, torch.float32)), scale)
+        probs = attention_probs(q, k, scale)  # (B h, Q, R)
         attended = torch.bmm(probs.to(v.dtype), v)  # (B h, Q, v)
         ctx.save_for_backward(q, k, v, probs)
         ctx.scale = scale
@@ -86,14 +126,7 @@ class MatmulAttention(torch.autograd.Function):
         q, k, v, probs = ctx.saved_tensors
         batch_size, num_heads = grad.shape[:2]
         grad = grad.to(v.dtype).reshape(v.shape[0], -1, v.shape[2])  # (B h, Q, v)
-        grad_probs = torch.bmm(grad, v.transpose(1, 2)).to(probs.dtype)  # (B h, Q, R)
-        grad_scores = probs * (grad_probs - (grad_probs * probs).sum(-1, keepdim=True))
-        grad_scores = grad_scores.mul_(ctx.scale).to(q.dtype)  # (B h, Q, R)
-        grads = (
-            torch.bmm(grad_scores, k),  # (B h, Q, k)
-            torch.bmm(grad_scores.transpose(1, 2), q),  # (B h, R, k)
-            torch.bmm(probs.to(grad.dtype).transpose(1, 2), grad),  # (B h, R, v)
-        )
+        grads = attention_gradients(grad, q, k, v, probs, ctx.scale)
         return *(g.view(batch_size, num_heads, *g.shape[1:]) for g in grads), None
 
 

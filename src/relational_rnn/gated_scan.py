@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .attention import softmax_of_scores
+from .attention import attention_gradients, attention_probs
 
 
 def gated_scan_applies(*tensors: Tensor) -> bool:
@@ -90,8 +90,7 @@ class GatedSlotScan(torch.autograd.Function):
             qkv = qkv.view(batch_size, num_slots, num_heads, 3, head_size).permute(3, 0, 2, 1, 4)
             qkvs[t].view_as(qkv).copy_(qkv)  # (3, B h, N, d)
             queries, keys, values = qkvs[t].unbind(0)  # (B h, N, d) each
-            scores = torch.bmm(queries, keys.transpose(1, 2), out=probs[t])  # (B h, N, N)
-            softmax_of_scores(scores, head_size**-0.5)  # in place: probs[t] is P
+            attention_probs(queries, keys, head_size**-0.5, out=probs[t])  # (B h, N, N)
             attended = torch.bmm(probs[t], values)  # (B h, N, d)
             attended = attended.view(batch_size, num_heads, num_slots, head_size).transpose(1, 2)
             heads[t].view_as(attended).copy_(attended)  # (B, N, S)
@@ -135,12 +134,9 @@ class GatedSlotScan(torch.autograd.Function):
             grad_heads = grad_heads.view(batch_size, num_slots, num_heads, head_size)
             grad_attended = grad_heads.transpose(1, 2).reshape(-1, num_slots, head_size)
             queries, keys, values = qkvs[t].unbind(0)  # (B h, N, d)
-            grad_probs = torch.bmm(grad_attended, values.transpose(1, 2))  # (B h, N, N)
-            grad_probs -= (grad_probs * probs[t]).sum(-1, keepdim=True)
-            grad_scores = grad_probs.mul_(probs[t]).mul_(scale)  # (B h, N, N)
-            torch.bmm(grad_scores, keys, out=grad_qkv[0])
-            torch.bmm(grad_scores.transpose(1, 2), queries, out=grad_qkv[1])
-            torch.bmm(probs[t].transpose(1, 2), grad_attended, out=grad_qkv[2])
+            attention_gradients(
+                grad_attended, queries, keys, values, probs[t], scale, out=grad_qkv.unbind(0)
+            )  # into grad_qkv: (3, B h, N, d)
             grad_qkv_rows = grad_qkvs[t].view(batch_size, num_slots, num_heads, 3, head_size)
             grad_qkv_heads = grad_qkv.view(3, batch_size, num_heads, num_slots, head_size)
             grad_qkv_rows.copy_(grad_qkv_heads.permute(1, 3, 2, 0, 4))  # (B, N, h, 3, d)
