@@ -85,26 +85,39 @@ class GatedSlotScan(torch.autograd.Function):
         gates = buffer(steps, batch_size, num_slots, width)  # Y
         slopes = buffer(steps, batch_size, num_slots, width)  # dM'/dZ, elementwise
         trajectory[0] = memory
+        # Every step's views are made once, here: the loop then issues only the operators.
+        memories = trajectory.unbind(0)  # M_t (B, N, S)
+        memory_rows = trajectory.view(steps + 1, rows, size).unbind(0)  # (B N, S)
+        qkv_steps = qkvs.view(steps, 3, batch_size, num_heads, num_slots, head_size).unbind(0)
+        queries, keys, values = (part.unbind(0) for part in qkvs.unbind(1))  # (B h, N, d)
+        prob_steps = probs.unbind(0)
+        heads_by_head = heads.view(steps, batch_size, num_slots, num_heads, head_size)
+        heads_by_head = heads_by_head.transpose(2, 3).unbind(0)  # (B, h, N, d)
+        head_rows = heads.view(steps, rows, size).unbind(0)  # (B N, S)
+        input_rows = projected.view(steps, rows, width).unbind(0)  # (B N, 2S)
+        gate_steps, gate_rows = gates.unbind(0), gates.view(steps, rows, width).unbind(0)
+        updates, gate_values = (half.unbind(0) for half in gates.split(size, dim=-1))
+        slope_steps = slopes.unbind(0)
+        slope_updates, slope_gates = (half.unbind(0) for half in slopes.split(size, dim=-1))
+        qkv_weight_t, output_weight_t = qkv_weight.t(), output_weight.t()
+        qkv_shape = (batch_size, num_slots, num_heads, 3, head_size)
+        attended_shape = (batch_size, num_heads, num_slots, head_size)
+        scale = head_size**-0.5
         for t in range(steps):
-            qkv = torch.addmm(qkv_bias, memory.reshape(rows, size), qkv_weight.t())  # (B N, 3S)
-            qkv = qkv.view(batch_size, num_slots, num_heads, 3, head_size).permute(3, 0, 2, 1, 4)
-            qkvs[t].view_as(qkv).copy_(qkv)  # (3, B h, N, d)
-            queries, keys, values = qkvs[t].unbind(0)  # (B h, N, d) each
-            attention_probs(queries, keys, head_size**-0.5, out=probs[t])  # (B h, N, N)
-            attended = torch.bmm(probs[t], values)  # (B h, N, d)
-            attended = attended.view(batch_size, num_heads, num_slots, head_size).transpose(1, 2)
-            heads[t].view_as(attended).copy_(attended)  # (B, N, S)
-            gate_rows, head_rows = gates[t].view(rows, width), heads[t].view(rows, size)
-            torch.addmm(projected[t].view(rows, width), head_rows, output_weight.t(), out=gate_rows)
-            gate_rows.sigmoid_()  # Y = [sigmoid(2 U~) | G]
-            update, gate = gates[t].split(size, dim=-1)  # (B, N, S) each
-            difference = torch.mul(update, 2).sub_(memory).sub_(1)  # D = tanh(U~) - M
-            memory = torch.addcmul(memory, gate, difference, out=trajectory[t + 1])
+            qkv = torch.addmm(qkv_bias, memory_rows[t], qkv_weight_t)  # (B N, 3S)
+            qkv_steps[t].copy_(qkv.view(qkv_shape).permute(3, 0, 2, 1, 4))  # (3, B, h, N, d)
+            attention_probs(queries[t], keys[t], scale, out=prob_steps[t])  # (B h, N, N)
+            attended = torch.bmm(prob_steps[t], values[t])  # (B h, N, d)
+            heads_by_head[t].copy_(attended.view(attended_shape))  # into C (B, N, S)
+            torch.addmm(input_rows[t], head_rows[t], output_weight_t, out=gate_rows[t])
+            gate_rows[t].sigmoid_()  # Y = [sigmoid(2 U~) | G]
+            memory, gate = memories[t], gate_values[t]
+            difference = torch.mul(updates[t], 2).sub_(memory).sub_(1)  # D = tanh(U~) - M
+            torch.addcmul(memory, gate, difference, out=memories[t + 1])
             # dM'/dZ = Y (1 - Y) dM'/dY, with dM'/dY = [2 G | D]
-            torch.addcmul(gates[t], gates[t], gates[t], value=-1, out=slopes[t])
-            slope_update, slope_gate = slopes[t].split(size, dim=-1)
-            slope_update.mul_(gate).mul_(2)
-            slope_gate.mul_(difference)
+            torch.addcmul(gate_steps[t], gate_steps[t], gate_steps[t], value=-1, out=slope_steps[t])
+            slope_updates[t].mul_(gate).mul_(2)
+            slope_gates[t].mul_(difference)
         ctx.num_heads = num_heads
         saved = (qkv_weight, output_weight, trajectory, qkvs, probs, heads, gates, slopes)
         ctx.save_for_backward(*saved)
@@ -123,25 +136,45 @@ class GatedSlotScan(torch.autograd.Function):
         grad_qkvs = trajectory.new_empty(steps, rows, 3 * size)  # rows first, for W_qkv
         grad_qkv_biases = trajectory.new_empty(steps, 3 * size)
         grad_qkv = trajectory.new_empty(3, batch_size * num_heads, num_slots, head_size)
-        halves = (batch_size, num_slots, 2, size)
+        grad_qkv_parts = grad_qkv.unbind(0)  # dq, dk, dv: (B h, N, d)
+        # Every step's views are made once, as in forward.
+        halves = (steps, batch_size, num_slots, 2, size)
+        grad_gate_halves = grad_gates.view(halves).unbind(0)  # (B, N, 2, S)
+        slope_halves = slopes.view(halves).unbind(0)
+        grad_gate_rows = grad_gates.view(steps, rows, width).unbind(0)  # (B N, 2S)
+        gate_values = gates[..., size:].unbind(0)  # G (B, N, S)
+        queries, keys, values = (part.unbind(0) for part in qkvs.unbind(1))  # (B h, N, d)
+        prob_steps = probs.unbind(0)
+        grad_qkv_rows = grad_qkvs.unbind(0)  # (B N, 3S)
+        grad_qkv_steps = grad_qkvs.view(steps, batch_size, num_slots, num_heads, 3, head_size)
+        grad_qkv_steps = grad_qkv_steps.unbind(0)  # (B, N, h, 3, d)
+        grad_qkv_by_row = grad_qkv.view(3, batch_size, num_heads, num_slots, head_size)
+        grad_qkv_by_row = grad_qkv_by_row.permute(1, 3, 2, 0, 4)  # (B, N, h, 3, d)
+        grad_qkv_bias_steps = grad_qkv_biases.unbind(0)
+        grad_memory_steps = grad_memories.unbind(0)
+        grad_heads_shape = (batch_size, num_slots, num_heads, head_size)
+        grad_attended_shape = (batch_size * num_heads, num_slots, head_size)
         grad_memory = None
         for t in reversed(range(steps)):
-            grad = grad_memories[t] if grad_memory is None else grad_memory + grad_memories[t]
-            torch.mul(grad.unsqueeze(2), slopes[t].view(halves), out=grad_gates[t].view(halves))
-            gate = gates[t, ..., size:]
-            grad_memory = torch.addcmul(grad, grad, gate, value=-1)  # dM' (1 - G)
-            grad_heads = torch.mm(grad_gates[t].view(rows, width), output_weight)  # (B N, S)
-            grad_heads = grad_heads.view(batch_size, num_slots, num_heads, head_size)
-            grad_attended = grad_heads.transpose(1, 2).reshape(-1, num_slots, head_size)
-            queries, keys, values = qkvs[t].unbind(0)  # (B h, N, d)
+            grad = grad_memory_steps[t]
+            if grad_memory is not None:
+                grad = grad_memory.add_(grad)  # grad_memory is this loop's own tensor
+            torch.mul(grad.unsqueeze(2), slope_halves[t], out=grad_gate_halves[t])
+            grad_memory = torch.addcmul(grad, grad, gate_values[t], value=-1)  # dM' (1 - G)
+            grad_heads = torch.mm(grad_gate_rows[t], output_weight)  # (B N, S)
+            grad_heads = grad_heads.view(grad_heads_shape).transpose(1, 2)  # (B, h, N, d)
             attention_gradients(
-                grad_attended, queries, keys, values, probs[t], scale, out=grad_qkv.unbind(0)
+                grad_heads.reshape(grad_attended_shape),
+                queries[t],
+                keys[t],
+                values[t],
+                prob_steps[t],
+                scale,
+                out=grad_qkv_parts,
             )  # into grad_qkv: (3, B h, N, d)
-            grad_qkv_rows = grad_qkvs[t].view(batch_size, num_slots, num_heads, 3, head_size)
-            grad_qkv_heads = grad_qkv.view(3, batch_size, num_heads, num_slots, head_size)
-            grad_qkv_rows.copy_(grad_qkv_heads.permute(1, 3, 2, 0, 4))  # (B, N, h, 3, d)
-            torch.sum(grad_qkvs[t], 0, out=grad_qkv_biases[t])
-            grad_memory = grad_memory.view(rows, size).addmm_(grad_qkvs[t], qkv_weight)
+            grad_qkv_steps[t].copy_(grad_qkv_by_row)
+            torch.sum(grad_qkv_rows[t], 0, out=grad_qkv_bias_steps[t])
+            grad_memory = grad_memory.view(rows, size).addmm_(grad_qkv_rows[t], qkv_weight)
             grad_memory = grad_memory.view(batch_size, num_slots, size)
         previous = trajectory[:-1].view(-1, size)  # M_0 .. M_T-1: (T B N, S)
         grad_output_weight = grad_gates.view(-1, width).t() @ heads.view(-1, size)
