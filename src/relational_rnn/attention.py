@@ -131,13 +131,11 @@ class MatmulAttention(torch.autograd.Function):
 
 
 def use_matmul_attention(queries: Tensor, keys: Tensor, values: Tensor) -> bool:
-    """Whether ``attend`` takes ``MatmulAttention``: in training on CPU, with at least
-    ``MATMUL_ATTENTION_MIN_PAIRS`` (batch, head) pairs, or in float32 (not autocast) on
-    more than one thread. Never under torch.compile, which lowers SDPA itself (and
-    cannot trace the thread count)."""
+    """Whether ``attend`` takes ``MatmulAttention`` (outside torch.compile): in training
+    on CPU, with at least ``MATMUL_ATTENTION_MIN_PAIRS`` (batch, head) pairs, or in
+    float32 (not autocast) on more than one thread."""
     if (
         queries.device.type != "cpu"
-        or torch.compiler.is_compiling()
         or not torch.is_grad_enabled()
         or not any(x.requires_grad for x in (queries, keys, values))
     ):
@@ -153,8 +151,13 @@ def attend(queries: Tensor, keys: Tensor, values: Tensor, scale: float) -> Tenso
     """softmax(scale * q k^T) v for every head, heads merged.
 
     queries (B, h, Q, k), keys (B, h, R, k), values (B, h, R, v) -> (B, Q, h * v).
+    Under torch.compile on CPU the softmax is written out, which inductor fuses between
+    its two products: faster than its SDPA kernel at the small and paper sizes
+    (docs/performance.md).
     """
-    if use_matmul_attention(queries, keys, values):
+    if torch.compiler.is_compiling() and queries.device.type == "cpu":
+        attended = attention_weights(queries, keys, scale) @ values  # (B, h, Q, v)
+    elif use_matmul_attention(queries, keys, values):
         attended = MatmulAttention.apply(queries, keys, values, scale)
     else:
         attended = F.scaled_dot_product_attention(queries, keys, values, scale=scale)
@@ -162,7 +165,8 @@ def attend(queries: Tensor, keys: Tensor, values: Tensor, scale: float) -> Tenso
 
 
 def attention_weights(queries: Tensor, keys: Tensor, scale: float) -> Tensor:
-    """The attention probabilities softmax(scale * q k^T): (B, h, Q, R), for inspection."""
+    """The attention probabilities softmax(scale * q k^T): (B, h, Q, R), for inspection
+    and under torch.compile."""
     return torch.softmax(scale * queries @ keys.transpose(-1, -2), dim=-1)
 
 
