@@ -301,16 +301,22 @@ def cases(config: str, bf16: bool, compile_models: bool) -> list[Case]:
     return rows + extra
 
 
+COMPILE_OPTIONS = {"cpp_wrapper": True}  # inductor's settings for the torch.compile row
+
+
 def workloads(case: Case) -> tuple[Callable[[], None], Callable[[], None]]:
     """The training step (forward, loss, backward, Adam) and the inference forward of
     ``case``, each a function of no arguments."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(case.batch, case.steps, case.input_size, generator=generator)
     y = torch.randint(case.classes or 1, (case.batch,), generator=generator)
-    model = torch.compile(case.model, dynamic=False) if case.compiled else case.model
     optimizer = torch.optim.Adam(case.model.parameters(), lr=1e-4)
-    # compiled, Adam's step is one fused kernel instead of a few dozen small operators
-    adam_step = torch.compile(optimizer.step) if case.compiled else optimizer.step
+    model, adam_step = case.model, optimizer.step
+    if case.compiled:
+        # Adam's step compiled is one fused kernel instead of a few dozen small operators;
+        # the C++ wrapper calls the kernels without the Python between them
+        model = torch.compile(model, dynamic=False, options=COMPILE_OPTIONS)
+        adam_step = torch.compile(adam_step, options=COMPILE_OPTIONS)
 
     def loss_of(output: Tensor) -> Tensor:
         if case.classes is None:
@@ -394,14 +400,20 @@ ELEMENTWISE = ("tanh", "sigmoid", "relu", "clamp", "threshold", "lerp", "aten::s
 ELEMENTWISE += ("aten::add", "aten::sub", "aten::mul", "aten::div")  # after aten::addmm
 ATTENTION = "attention (scaled_dot_product_attention or MatmulAttention)"
 ATTENTION_OPS = ("scaled_dot_product", "MatmulAttention")
+# the guards, wrappers and generated Python between a compiled model's kernels
+COMPILE_RUNTIME = "torch.compile's runtime (guards, graph wrappers, generated Python)"
+COMPILE_RUNTIME_OPS = ("CompiledFxGraph", "Torch-Compiled Region", "TorchDynamo")
+COMPILE_RUNTIME_OPS += ("CompiledFunction", "AOTDispatcher")
 # Operator name fragments -> the category the profile summary reports them under (the
 # first that matches). Everything run inside an attention operator counts as attention.
 CATEGORIES = (
     (ATTENTION, ATTENTION_OPS),
     ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "mkldnn_rnn", "aten::_mkldnn")),
+    (COMPILE_RUNTIME, COMPILE_RUNTIME_OPS),
+    ("Adam", ("Optimizer", "adam", "addcdiv", "lerp_", "sqrt")),  # compiled: one fused kernel
+    ("torch.compile's other fused kernels (elementwise, LayerNorm, softmax)", ("cpp_fused",)),
     ("copies (cat, stack, copy, fill, zeros)", ("cat", "stack", "copy_", "fill_", "zero_")),
     ("LayerNorm", ("layer_norm",)),
-    ("Adam", ("Optimizer", "adam", "addcdiv", "lerp_", "sqrt")),
     ("elementwise (tanh, sigmoid, add, mul, ...)", ELEMENTWISE),
     # the Python of relational_rnn.gated_scan's forward and backward, not their operators
     ("the gated slot memory's Function, itself", ("GatedSlotScan",)),
@@ -422,12 +434,17 @@ def profile_category(event) -> str:
     )
 
 
-def profile(config: str, min_time: float) -> None:
-    """Print the self time of a few training steps by operator and by category."""
+def profile(config: str, min_time: float, compiled: bool) -> None:
+    """Print the self time of a few training steps by operator and by category, of the
+    configuration's first model or (``compiled``) of its torch.compile row."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    case = cases(config, bf16=False, compile_models=False)[0]
+    if compiled:
+        import torch._inductor.config
+
+        torch._inductor.config.cpp.enable_kernel_profile = True  # fused kernels as events
+    case = cases(config, bf16=False, compile_models=compiled)[-1 if compiled else 0]
     train, _ = workloads(case)
     train()
     start, calls = time.perf_counter(), 0
@@ -441,7 +458,8 @@ def profile(config: str, min_time: float) -> None:
     shares = dict.fromkeys([name for name, _ in CATEGORIES] + ["other (autograd, views, ...)"], 0.0)
     for event in events:
         shares[profile_category(event)] += event.self_cpu_time_total / total
-    print(f"{config}, {case.label}: {calls} training steps, load {os.getloadavg()[0]:.2f}")
+    label = case.label + (" (torch.compile)" if compiled else "")
+    print(f"{config}, {label}: {calls} training steps, load {os.getloadavg()[0]:.2f}")
     for name, share in shares.items():
         print(f"  {share:6.1%}  {name}")
 
@@ -455,10 +473,12 @@ def ratio_text(value: float, target: float, higher_is_better: bool = True) -> st
     return f"met (+{margin:.0%})" if margin >= 0 else f"**missed by {-margin:.0%}**"
 
 
-def find(rows: list[Row], config: str, label: str, bf16: bool = False) -> Row | None:
+def find(
+    rows: list[Row], config: str, label: str, bf16: bool = False, compiled: bool = False
+) -> Row | None:
     for row in rows:
         case = row.case
-        if (case.config, case.label, case.bf16, case.compiled) == (config, label, bf16, False):
+        if (case.config, case.label, case.bf16, case.compiled) == (config, label, bf16, compiled):
             return row
     return None
 
@@ -493,9 +513,11 @@ def targets(rows: list[Row], memory: dict[str, MemoryResult] | None) -> list[str
 
     for threads in sorted({row.threads for row in rows}):
         here = [row for row in rows if row.threads == threads]
-        small = find(here, "small", "RMC")
-        if small:
-            add("small: training >= 10,000 samples/s", threads, small.train, 10_000, "/s")
+        for compiled in (False, True):
+            small = find(here, "small", "RMC", compiled=compiled)
+            if small:
+                target = "small" + (", torch.compile" if compiled else "")
+                add(f"{target}: training >= 10,000 samples/s", threads, small.train, 10_000, "/s")
         paper = find(here, "paper-256", "RMC + MLP head")
         if paper:
             share = paper.gflops(True) / paper.peak
@@ -697,11 +719,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile",
         choices=CONFIGS,
         help="instead of the table: profile training steps of this configuration's first "
-        "model with torch.profiler and print where the time goes",
+        "model (with --compile: small's compiled row) with torch.profiler and print where "
+        "the time goes",
     )
     parser.add_argument("--rss-child", choices=MEMORY_VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--rss-keep-freed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.profile and args.compile and args.profile != "small":
+        parser.error("--profile with --compile: only small has a torch.compile row")
     args.configs = args.configs or list(QUICK_CONFIGS if args.quick else CONFIGS)
     args.repeats = args.repeats or (1 if args.quick else 5)
     args.min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 1.0)
@@ -724,7 +749,7 @@ def main(argv: list[str] | None = None) -> None:
         allocator = "`relational_rnn.keep_freed_memory()` (glibc keeps freed memory for reuse)"
     if args.profile:
         torch.set_num_threads(args.threads[0])
-        profile(args.profile, args.min_time)
+        profile(args.profile, args.min_time, args.compile)
         return
     machine = describe_machine()  # its load average is the one before the run
     rows: list[Row] = []

@@ -2,6 +2,9 @@
 
 The benchmarks set torch's thread count; the ``set_threads`` fixture restores it."""
 
+from types import SimpleNamespace
+
+import pytest
 from helpers import load_benchmark
 
 
@@ -24,3 +27,24 @@ def test_throughput_benchmark_writes_its_table_and_targets(tmp_path, set_threads
     assert "| small | RMC | fp32 | 1 | 32 | 8 | 39,168 | 7.1 |" in text
     assert "| page faults/step |" in text
     assert "| small: training >= 10,000 samples/s | 1 |" in text
+
+
+def test_throughput_profile_sorts_compiled_kernels_into_categories():
+    throughput = load_benchmark("throughput")
+
+    def category(name: str) -> str:
+        return throughput.profile_category(SimpleNamespace(name=name, cpu_parent=None))
+
+    assert category("## Call CompiledFxGraph fpntwuihya5pcfd") == throughput.COMPILE_RUNTIME
+    assert category("TorchDynamo Cache Lookup") == throughput.COMPILE_RUNTIME
+    assert category("graph_1_cpp_fused_add_addcdiv_copy__div_fma_lerp_mul") == "Adam"
+    fused = category("graph_0_cpp_fused_cat_native_layer_norm_view_3")
+    assert fused.startswith("torch.compile's other fused kernels")
+    assert category("aten::cat").startswith("copies")
+
+
+def test_throughput_profile_of_a_compiled_row_needs_small():
+    throughput = load_benchmark("throughput")
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--profile", "paper-256", "--compile"])
+    assert throughput.parse_args(["--profile", "small", "--compile"]).compile
