@@ -468,9 +468,10 @@ def profile(config: str, min_time: float, compiled: bool) -> None:
 
 
 def ratio_text(value: float, target: float, higher_is_better: bool = True) -> str:
-    """'met (+x%)' or 'missed by x%'."""
+    """'met (+x%)' or 'missed by x%', to 0.1% where it is under 1%."""
     margin = value / target - 1 if higher_is_better else 1 - value / target
-    return f"met (+{margin:.0%})" if margin >= 0 else f"**missed by {-margin:.0%}**"
+    shown = f"{abs(margin):.1%}" if abs(margin) < 0.01 else f"{abs(margin):.0%}"
+    return f"met (+{shown})" if margin >= 0 else f"**missed by {shown}**"
 
 
 def find(
@@ -506,7 +507,7 @@ def targets(rows: list[Row], memory: dict[str, MemoryResult] | None) -> list[str
     lines = []
 
     def add(target: str, threads: int, value: float, goal: float, unit: str = "x") -> None:
-        shown = {"x": f"{value:.2f}x", "%": f"{value:.0%}", "/s": f"{value:,.0f}/s"}
+        shown = {"x": f"{value:.2f}x", "%": f"{value:.1%}", "/s": f"{value:,.0f}/s"}
         shown["GiB"] = f"{value:.2f} GiB"
         verdict = ratio_text(value, goal, higher_is_better=unit != "GiB")
         lines.append(f"| {target} | {threads} | {shown[unit]} | {verdict} |")

@@ -48,3 +48,11 @@ def test_throughput_profile_of_a_compiled_row_needs_small():
     with pytest.raises(SystemExit):
         throughput.parse_args(["--profile", "paper-256", "--compile"])
     assert throughput.parse_args(["--profile", "small", "--compile"]).compile
+
+
+def test_throughput_verdicts_show_a_margin_under_one_percent_to_a_tenth():
+    throughput = load_benchmark("throughput")
+    assert throughput.ratio_text(0.8455, 0.85) == "**missed by 0.5%**"
+    assert throughput.ratio_text(0.87, 0.85) == "met (+2%)"
+    assert throughput.ratio_text(1.72, 2.0, higher_is_better=False) == "met (+14%)"
+    assert throughput.ratio_text(2.81, 2.0, higher_is_better=False) == "**missed by 40%**"
