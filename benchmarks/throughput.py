@@ -400,15 +400,18 @@ ELEMENTWISE = ("tanh", "sigmoid", "relu", "clamp", "threshold", "lerp", "aten::s
 ELEMENTWISE += ("aten::add", "aten::sub", "aten::mul", "aten::div")  # after aten::addmm
 ATTENTION = "attention (scaled_dot_product_attention or MatmulAttention)"
 ATTENTION_OPS = ("scaled_dot_product", "MatmulAttention")
-# the guards, wrappers and generated Python between a compiled model's kernels
-COMPILE_RUNTIME = "torch.compile's runtime (guards, graph wrappers, generated Python)"
+MATRIX_PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "mkldnn_rnn", "aten::_mkldnn")
+# as torch.compile's C++ wrapper calls them
+MATRIX_PRODUCT_OPS += ("aoti_torch_cpu_mm", "aoti_torch_cpu_addmm", "aoti_torch_cpu_bmm")
+# the guards, autograd glue and generated wrapper code around a compiled model's kernels
+COMPILE_RUNTIME = "torch.compile's runtime (guards, autograd glue, the code between kernels)"
 COMPILE_RUNTIME_OPS = ("CompiledFxGraph", "Torch-Compiled Region", "TorchDynamo")
 COMPILE_RUNTIME_OPS += ("CompiledFunction", "AOTDispatcher")
 # Operator name fragments -> the category the profile summary reports them under (the
 # first that matches). Everything run inside an attention operator counts as attention.
 CATEGORIES = (
     (ATTENTION, ATTENTION_OPS),
-    ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "mkldnn_rnn", "aten::_mkldnn")),
+    ("matrix products", MATRIX_PRODUCT_OPS),
     (COMPILE_RUNTIME, COMPILE_RUNTIME_OPS),
     ("Adam", ("Optimizer", "adam", "addcdiv", "lerp_", "sqrt")),  # compiled: one fused kernel
     ("torch.compile's other fused kernels (elementwise, LayerNorm, softmax)", ("cpp_fused",)),

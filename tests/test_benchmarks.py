@@ -37,6 +37,7 @@ def test_throughput_profile_sorts_compiled_kernels_into_categories():
 
     assert category("## Call CompiledFxGraph fpntwuihya5pcfd") == throughput.COMPILE_RUNTIME
     assert category("TorchDynamo Cache Lookup") == throughput.COMPILE_RUNTIME
+    assert category("aoti_torch_cpu_addmm_out") == "matrix products"
     assert category("graph_1_cpp_fused_add_addcdiv_copy__div_fma_lerp_mul") == "Adam"
     fused = category("graph_0_cpp_fused_cat_native_layer_norm_view_3")
     assert fused.startswith("torch.compile's other fused kernels")
