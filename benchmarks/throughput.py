@@ -222,6 +222,11 @@ class Case:
     bf16: bool = False
     compiled: bool = False
 
+    @property
+    def title(self) -> str:
+        """The label as the table and the profile show it."""
+        return self.label + (" (torch.compile)" if self.compiled else "")
+
 
 @dataclass
 class Row:
@@ -234,7 +239,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        return self.case.label + (" (torch.compile)" if self.case.compiled else "")
+        return self.case.title
 
     @property
     def precision(self) -> str:
@@ -447,7 +452,7 @@ def profile(config: str, min_time: float, compiled: bool) -> None:
         import torch._inductor.config
 
         torch._inductor.config.cpp.enable_kernel_profile = True  # fused kernels as events
-    case = cases(config, bf16=False, compile_models=compiled)[-1 if compiled else 0]
+    case = next(case for case in cases(config, False, compiled) if case.compiled == compiled)
     train, _ = workloads(case)
     train()
     start, calls = time.perf_counter(), 0
@@ -461,8 +466,7 @@ def profile(config: str, min_time: float, compiled: bool) -> None:
     shares = dict.fromkeys([name for name, _ in CATEGORIES] + ["other (autograd, views, ...)"], 0.0)
     for event in events:
         shares[profile_category(event)] += event.self_cpu_time_total / total
-    label = case.label + (" (torch.compile)" if compiled else "")
-    print(f"{config}, {label}: {calls} training steps, load {os.getloadavg()[0]:.2f}")
+    print(f"{config}, {case.title}: {calls} training steps, load {os.getloadavg()[0]:.2f}")
     for name, share in shares.items():
         print(f"  {share:6.1%}  {name}")
 

@@ -173,6 +173,7 @@ class GatedSlotScan(torch.autograd.Function):
                 out=grad_qkv_parts,
             )  # into grad_qkv: (3, B h, N, d)
             grad_qkv_steps[t].copy_(grad_qkv_by_row)
+            # db_qkv summed here while the rows are in cache (one sum at the end was slower)
             torch.sum(grad_qkv_rows[t], 0, out=grad_qkv_bias_steps[t])
             grad_memory = grad_memory.view(rows, size).addmm_(grad_qkv_rows[t], qkv_weight)
             grad_memory = grad_memory.view(batch_size, num_slots, size)
