@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def seconds_per_call(fn: Callable[[], object], min_time: float) -> float:
@@ -62,6 +63,63 @@ class PageFaults:
     def per_call(self) -> float:
         """Faults per counted call."""
         return self.faults / max(self.calls - 1, 1)
+
+
+# aten operators that count as matrix products, in every overload (out=, in place): the
+# products themselves and the fused LSTM kernels that torch.nn.LSTM runs on CPU
+MATRIX_PRODUCTS = ("mm", "addmm", "addmm_", "bmm", "baddbmm", "baddbmm_", "_addmm_activation")
+MATRIX_PRODUCTS += ("mkldnn_rnn_layer", "mkldnn_rnn_layer_backward")
+
+
+class MatrixProducts(TorchDispatchMode):
+    """The matrix products that one call of ``fn`` runs (backward included), replayed alone.
+
+    Recording runs ``fn`` once and keeps each matrix product with operands of the same
+    shapes, strides and dtypes; calling the object runs those operators in the same order
+    and nothing else. Its time is what ``fn`` would take if everything but its matrix
+    products were free: the most any implementation of the same products could reach.
+    Operands at the same argument position with the same layout share one buffer (a
+    copy of the first one seen), which keeps memory bounded and, warm in cache, keeps the
+    replay's time a lower bound.
+    """
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        super().__init__()
+        self.calls: list[tuple[Callable, tuple, dict]] = []
+        self.buffers: dict[tuple, torch.Tensor] = {}
+        with self:
+            fn()
+
+    def operand(self, position: object, value: object) -> object:
+        """The replay's buffer for a tensor argument (other arguments as they are)."""
+        if not isinstance(value, torch.Tensor):
+            return value
+        key = (position, value.shape, value.stride(), value.dtype)
+        if key not in self.buffers:
+            value = value.detach()
+            if 0 in value.stride():  # expanded: its elements overlap, so it cannot be copied into
+                self.buffers[key] = value.clone()
+            else:
+                buffer = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype)
+                self.buffers[key] = buffer.copy_(value)
+        return self.buffers[key]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func.overloadpacket.__name__ in MATRIX_PRODUCTS:
+            replay_args = tuple(self.operand(i, value) for i, value in enumerate(args))
+            replay_kwargs = {name: self.operand(name, value) for name, value in kwargs.items()}
+            self.calls.append((func, replay_args, replay_kwargs))
+        return func(*args, **kwargs)
+
+    def __call__(self) -> None:
+        for func, args, kwargs in self.calls:
+            func(*args, **kwargs)
+
+    @property
+    def names(self) -> list[str]:
+        """The recorded operators' names, in order (``aten.mm.default``, ...)."""
+        return [str(func) for func, _, _ in self.calls]
 
 
 def matmul_peak(dtype: torch.dtype, min_time: float, size: int = 2048) -> float:
