@@ -491,11 +491,17 @@ def matrix_products(case: Case) -> MatrixProducts:
     return MatrixProducts(train)
 
 
-def ratio_text(value: float, target: float, higher_is_better: bool = True) -> str:
-    """'met (+x%)' or 'missed by x%', to 0.1% where it is under 1%."""
+def margin_text(value: float, target: float, higher_is_better: bool = True) -> str:
+    """How far ``value`` is past ('+x%') or short of ('-x%') ``target``, to 0.1% under 1%."""
     margin = value / target - 1 if higher_is_better else 1 - value / target
     shown = f"{abs(margin):.1%}" if abs(margin) < 0.01 else f"{abs(margin):.0%}"
-    return f"met (+{shown})" if margin >= 0 else f"**missed by {shown}**"
+    return ("+" if margin >= 0 else "-") + shown
+
+
+def ratio_text(value: float, target: float, higher_is_better: bool = True) -> str:
+    """'met (+x%)' or 'missed by x%'."""
+    margin = margin_text(value, target, higher_is_better)
+    return f"met ({margin})" if margin[0] == "+" else f"**missed by {margin[1:]}**"
 
 
 def find(
@@ -541,7 +547,9 @@ def targets(rows: list[Row], memory: dict[str, MemoryResult] | None) -> list[str
         verdict = ratio_text(value, goal, higher_is_better=unit != "GiB")
         reach = "—"
         if bound is not None:
-            reach = f"{shown(bound, unit)}, {'within' if bound >= goal else 'out of'} reach"
+            margin = margin_text(bound, goal)
+            reach = f"{shown(bound, unit)}: {'within' if margin[0] == '+' else 'out of'} reach"
+            reach += f" ({margin})"
         lines.append(f"| {target} | {threads} | {shown(value, unit)} | {verdict} | {reach} |")
 
     for threads in sorted({row.threads for row in rows}):
@@ -626,8 +634,9 @@ def report(
         "",
         "Matrix products alone: the matrix products (and fused LSTM kernels) that one "
         "training step calls, recorded with their shapes, strides and dtypes and replayed "
-        "with nothing else in between, operands warm in cache (`timing.MatrixProducts`): "
-        "the most any implementation calling these products could reach.",
+        "with nothing else in between, operands warm in cache (`timing.MatrixProducts`), "
+        "timed after the configuration's rows: the most any implementation calling these "
+        "products could reach.",
         "",
         "| config | model | precision | threads | batch | T | params | train MFLOP/sample "
         "| train samples/s | train GFLOP/s | % of peak | train samples/s, matrix products alone "
@@ -692,8 +701,7 @@ def measure_config(
     start = time.perf_counter()
     trains, infers = zip(*(workloads(case) for case in config_cases), strict=True)
     trains = [PageFaults(train) for train in trains]
-    replays = [matrix_products(case) for case in config_cases]
-    functions = [fn for three in zip(trains, infers, replays, strict=True) for fn in three]
+    functions = [fn for pair in zip(trains, infers, strict=True) for fn in pair]
     peak_time = max(args.min_time, 0.2)
     samples: dict[str, list[float]] = {"fp32": [], "bf16": []}
 
@@ -702,11 +710,15 @@ def measure_config(
             samples[name].append(matmul_peak(dtype, peak_time))
 
     seconds = interleaved_medians([*functions, sample_peaks], args.repeats, args.min_time)
+    # timed apart, so that the replays leave the rows' own timings as they were
+    replays = [matrix_products(case) for case in config_cases]
+    floors = interleaved_medians(replays, args.repeats, args.min_time)
     for name, values in samples.items():
         peaks.setdefault((threads, name), []).extend(values)
     rows = []
     for index, case in enumerate(config_cases):
-        train, infer, floor = (case.batch / t for t in seconds[3 * index : 3 * index + 3])
+        train, infer = (case.batch / t for t in seconds[2 * index : 2 * index + 2])
+        floor = case.batch / floors[index]
         peak = statistics.median(samples["bf16" if case.bf16 else "fp32"])
         rows.append(Row(case, threads, train, infer, peak, trains[index].per_call, floor))
         print(

@@ -31,7 +31,7 @@ def test_throughput_benchmark_writes_its_table_and_targets(tmp_path, set_threads
     assert "| train samples/s, matrix products alone |" in text
     target = next(line for line in text.splitlines() if line.startswith("| small: training"))
     assert target.startswith("| small: training >= 10,000 samples/s | 1 |")
-    assert target.endswith((", within reach |", ", out of reach |"))
+    assert ": within reach (+" in target or ": out of reach (-" in target
 
 
 def test_throughput_profile_sorts_compiled_kernels_into_categories():
@@ -56,12 +56,14 @@ def test_throughput_profile_of_a_compiled_row_needs_small():
     assert throughput.parse_args(["--profile", "small", "--compile"]).compile
 
 
-def test_throughput_verdicts_show_a_margin_under_one_percent_to_a_tenth():
+def test_throughput_verdicts_and_margins_show_a_margin_under_one_percent_to_a_tenth():
     throughput = load_benchmark("throughput")
     assert throughput.ratio_text(0.8455, 0.85) == "**missed by 0.5%**"
     assert throughput.ratio_text(0.87, 0.85) == "met (+2%)"
     assert throughput.ratio_text(1.72, 2.0, higher_is_better=False) == "met (+14%)"
     assert throughput.ratio_text(2.81, 2.0, higher_is_better=False) == "**missed by 40%**"
+    assert throughput.margin_text(0.4995, 0.5) == "-0.1%"
+    assert throughput.margin_text(0.71, 0.5) == "+42%"
 
 
 class OperatorLog(TorchDispatchMode):
