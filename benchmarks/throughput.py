@@ -563,25 +563,13 @@ def targets(rows: list[Row], memory: dict[str, MemoryResult] | None) -> list[str
         paper = find(here, "paper-256", "RMC + MLP head")
         if paper:
             share, bound = (paper.training_share(samples) for samples in (paper.train, paper.floor))
-            add(
-                "paper-256: fp32 training >= 85% of the matmul peak",
-                threads,
-                share,
-                0.85,
-                "%",
-                bound,
-            )
+            goal = "paper-256: fp32 training >= 85% of the matmul peak"
+            add(goal, threads, share, 0.85, "%", bound)
             bf16 = find(here, "paper-256", "RMC + MLP head", bf16=True)
             if bf16:
                 speedup, bound = bf16.train / paper.train, bf16.floor / paper.train
-                add(
-                    "paper-256: bf16 autocast training >= 1.6x fp32",
-                    threads,
-                    speedup,
-                    1.6,
-                    "x",
-                    bound,
-                )
+                goal = "paper-256: bf16 autocast training >= 1.6x fp32"
+                add(goal, threads, speedup, 1.6, "x", bound)
         rnn = find(here, "relational-rnn", "Relational RNN")
         reference = find(here, "relational-rnn", "per-step reference")
         if rnn and reference:

@@ -119,3 +119,39 @@ def test_matrix_products_include_the_fused_lstm_kernels():
     products = timing.MatrixProducts(lambda: lstm(inputs)[0].sum().backward())
     assert "aten.mkldnn_rnn_layer.default" in products.names
     assert "aten.mkldnn_rnn_layer_backward.default" in products.names
+
+
+def test_throughput_targets_judge_each_target_measured_and_with_the_matrix_products_alone():
+    throughput = load_benchmark("throughput")
+
+    def row(config, label, train, floor, bf16=False, flops=0, peak=1.0):
+        case = throughput.Case(config, label, None, 64, 8, 16, flops, bf16=bf16)
+        return throughput.Row(case, 1, train, 0.0, peak, 0.0, floor)
+
+    paper_flops = 10**9 / 3  # 1 GFLOP per training sample
+    rows = [
+        row("paper-256", "RMC + MLP head", 80, 100, flops=paper_flops, peak=100.0),
+        row("paper-256", "RMC + MLP head", 120, 200, bf16=True),
+        row("relational-rnn", "Relational RNN", 200, 280),
+        row("relational-rnn", "per-step reference", 100, 150),
+        row("lm", "Relational RNN", 60, 80),
+        row("lm", "torch.nn.LSTM", 100, 100),
+    ]
+    memory = {
+        variant: throughput.MemoryResult(0.3, [peak], 0.7, peak)
+        for variant, peak in (("fp32 recompute", 1.8), ("fp32", 2.8))
+    }
+    lines = throughput.targets(rows, memory)
+    assert lines == [
+        "| paper-256: fp32 training >= 85% of the matmul peak | 1 | 80.0% | **missed by 6%** "
+        "| 100.0%: within reach (+18%) |",
+        "| paper-256: bf16 autocast training >= 1.6x fp32 | 1 | 1.50x | **missed by 6%** "
+        "| 2.50x: within reach (+56%) |",
+        "| relational-rnn: training >= 3x the per-step reference | 1 | 2.00x "
+        "| **missed by 33%** | 2.80x: out of reach (-7%) |",
+        "| lm: Relational RNN (gated slot memory) training >= 0.5x torch.nn.LSTM | 1 | 0.60x "
+        "| met (+20%) | 0.80x: within reach (+60%) |",
+        "| paper-1600: training peak RSS <= 2.0 GiB (recompute=True) | 1 | 1.80 GiB "
+        "| met (+10%) | — |",
+        "| (paper-1600 without recompute, for comparison) | 1 | 2.80 GiB | **missed by 40%** | — |",
+    ]
