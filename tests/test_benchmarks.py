@@ -2,6 +2,7 @@
 
 The benchmarks set torch's thread count; the ``set_threads`` fixture restores it."""
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -155,3 +156,15 @@ def test_throughput_targets_judge_each_target_measured_and_with_the_matrix_produ
         "| met (+10%) | — |",
         "| (paper-1600 without recompute, for comparison) | 1 | 2.80 GiB | **missed by 40%** | — |",
     ]
+
+
+def test_throughput_profile_prints_categories_and_the_unprofiled_share_of_the_products(
+    capsys, set_threads
+):
+    throughput = load_benchmark("throughput")
+    throughput.main(["--profile", "small", "--min-time", "0"])
+    output = capsys.readouterr().out
+    assert "matrix products\n" in output
+    assert re.search(
+        r"unprofiled: a step takes [\d.]+ ms, its matrix products alone [\d.]+ ms \(\d+%\)", output
+    )
