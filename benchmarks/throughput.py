@@ -9,9 +9,10 @@ mean-square loss, backward and an Adam step) and inference samples/s (forward un
 ``torch.inference_mode``), each the median of ``--repeats`` timed runs; the analytic
 FLOPs per sample; the achieved GFLOP/s; and the ratio to the peak of a 2048 x 2048 matrix
 product timed in the same run at the same thread count (float32, or bfloat16 for the
-autocast rows); and the training samples/s that the step's matrix products alone allow,
-replayed with nothing else in between (``timing.MatrixProducts``), against which each
-target is judged a second time. It prints Markdown tables, with the machine and its load
+autocast rows); and the training samples/s that the step's matrix products (with the
+LSTM and attention kernels) alone allow, replayed with nothing else in between and the
+cost of calling them taken off (``timing.MatrixProducts``), against which each target
+is judged a second time. It prints Markdown tables, with the machine and its load
 average, and writes them to ``--output`` (benchmarks/results/throughput.md unless
 ``--quick``).
 
@@ -43,12 +44,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
 from timing import (
     MatrixProducts,
     PageFaults,
+    call_seconds,
     describe_machine,
     interleaved_medians,
     matmul_peak,
@@ -63,6 +66,7 @@ from relational_rnn import (
     RelationalMemory,
     RelationalMemoryCell,
     RelationalRNN,
+    attention,
     count_parameters,
     initial_memory,
     keep_freed_memory,
@@ -240,7 +244,7 @@ class Row:
     infer: float  # samples/s
     peak: float  # GFLOP/s of the matching precision
     faults: float  # minor page faults per training step
-    floor: float  # training samples/s if only its matrix products took time
+    products_alone: float  # training samples/s if only its matrix products took time
 
     @property
     def label(self) -> str:
@@ -479,7 +483,9 @@ def profile(config: str, min_time: float, compiled: bool) -> None:
     for name, share in shares.items():
         print(f"  {share:6.1%}  {name}")
     # the profiler inflates small operators; these two are timed without it
-    step, products = interleaved_medians([train, matrix_products(case)], 3, min_time)
+    replay = matrix_products(case)
+    step, products = interleaved_medians([train, replay], 3, min_time)
+    products = replay.bound_seconds(products, call_seconds(max(min_time, 0.2)))
     print(
         f"unprofiled: a step takes {step * 1e3:.2f} ms, its matrix products alone "
         f"{products * 1e3:.2f} ms ({products / step:.0%})"
@@ -490,24 +496,31 @@ def profile(config: str, min_time: float, compiled: bool) -> None:
 
 
 def matrix_products(case: Case) -> MatrixProducts:
-    """The matrix products of one training step of ``case``, to be replayed alone (those
-    of its eager model for the torch.compile row, which calls about the same ones)."""
+    """The matrix products of one training step of ``case``, to be replayed alone. For the
+    torch.compile row, those of its eager model with the attention as batched products
+    (``MatmulAttention``), which are the products that compiled code calls for it."""
     train, _ = workloads(replace(case, compiled=False))
     train()  # first-call work (lazy initialisation) is not part of a step
-    return MatrixProducts(train)
+    if not case.compiled:
+        return MatrixProducts(train)
+    with mock.patch.object(attention, "use_matmul_attention", return_value=True):
+        return MatrixProducts(train)
 
 
-def margin_text(value: float, target: float, higher_is_better: bool = True) -> str:
-    """How far ``value`` is past ('+x%') or short of ('-x%') ``target``, to 0.1% under 1%."""
-    margin = value / target - 1 if higher_is_better else 1 - value / target
-    shown = f"{abs(margin):.1%}" if abs(margin) < 0.01 else f"{abs(margin):.0%}"
-    return ("+" if margin >= 0 else "-") + shown
+def margin(value: float, target: float, higher_is_better: bool = True) -> float:
+    """How far ``value`` is past (> 0) or short of (< 0) ``target``, as a fraction of it."""
+    return value / target - 1 if higher_is_better else 1 - value / target
+
+
+def percent_text(fraction: float) -> str:
+    """``abs(fraction)`` as a percentage, to 0.1% where it is under 1%."""
+    return f"{abs(fraction):.1%}" if abs(fraction) < 0.01 else f"{abs(fraction):.0%}"
 
 
 def ratio_text(value: float, target: float, higher_is_better: bool = True) -> str:
     """'met (+x%)' or 'missed by x%'."""
-    margin = margin_text(value, target, higher_is_better)
-    return f"met ({margin})" if margin[0] == "+" else f"**missed by {margin[1:]}**"
+    past = margin(value, target, higher_is_better)
+    return f"met (+{percent_text(past)})" if past >= 0 else f"**missed by {percent_text(past)}**"
 
 
 def find(
@@ -553,9 +566,9 @@ def targets(rows: list[Row], memory: dict[str, MemoryResult] | None) -> list[str
         verdict = ratio_text(value, goal, higher_is_better=unit != "GiB")
         reach = "—"
         if bound is not None:
-            margin = margin_text(bound, goal)
-            reach = f"{shown(bound, unit)}: {'within' if margin[0] == '+' else 'out of'} reach"
-            reach += f" ({margin})"
+            past = margin(bound, goal)
+            sign, where = ("+", "within") if past >= 0 else ("-", "out of")
+            reach = f"{shown(bound, unit)}: {where} reach ({sign}{percent_text(past)})"
         lines.append(f"| {target} | {threads} | {shown(value, unit)} | {verdict} | {reach} |")
 
     for threads in sorted({row.threads for row in rows}):
@@ -565,21 +578,23 @@ def targets(rows: list[Row], memory: dict[str, MemoryResult] | None) -> list[str
             if small:
                 target = "small" + (", torch.compile" if compiled else "")
                 goal = f"{target}: training >= 10,000 samples/s"
-                add(goal, threads, small.train, 10_000, "/s", small.floor)
+                add(goal, threads, small.train, 10_000, "/s", small.products_alone)
         paper = find(here, "paper-256", "RMC + MLP head")
         if paper:
-            share, bound = (paper.training_share(samples) for samples in (paper.train, paper.floor))
+            share, bound = (
+                paper.training_share(samples) for samples in (paper.train, paper.products_alone)
+            )
             goal = "paper-256: fp32 training >= 85% of the matmul peak"
             add(goal, threads, share, 0.85, "%", bound)
             bf16 = find(here, "paper-256", "RMC + MLP head", bf16=True)
             if bf16:
-                speedup, bound = bf16.train / paper.train, bf16.floor / paper.train
+                speedup, bound = bf16.train / paper.train, bf16.products_alone / paper.train
                 goal = "paper-256: bf16 autocast training >= 1.6x fp32"
                 add(goal, threads, speedup, 1.6, "x", bound)
         rnn = find(here, "relational-rnn", "Relational RNN")
         reference = find(here, "relational-rnn", "per-step reference")
         if rnn and reference:
-            speedup, bound = rnn.train / reference.train, rnn.floor / reference.train
+            speedup, bound = rnn.train / reference.train, rnn.products_alone / reference.train
             goal = "relational-rnn: training >= 3x the per-step reference"
             add(goal, threads, speedup, 3.0, "x", bound)
         lstm = find(here, "lm", "torch.nn.LSTM")
@@ -589,7 +604,7 @@ def targets(rows: list[Row], memory: dict[str, MemoryResult] | None) -> list[str
         ):
             lm = find(here, "lm", label)
             if lm and lstm:
-                ratio, bound = lm.train / lstm.train, lm.floor / lstm.train
+                ratio, bound = lm.train / lstm.train, lm.products_alone / lstm.train
                 add(f"{target} >= 0.5x torch.nn.LSTM", threads, ratio, 0.5, "x", bound)
     if memory:
         threads = min(row.threads for row in rows) if rows else 1
@@ -626,11 +641,12 @@ def report(
         )
     out += [
         "",
-        "Matrix products alone: the matrix products (and fused LSTM kernels) that one "
-        "training step calls, recorded with their shapes, strides and dtypes and replayed "
-        "with nothing else in between, operands warm in cache (`timing.MatrixProducts`), "
-        "timed after the configuration's rows: the most any implementation calling these "
-        "products could reach.",
+        "Matrix products alone: the matrix products, fused LSTM kernels and attention "
+        "kernels that one training step calls, recorded with their shapes, strides and "
+        "dtypes and replayed with nothing else in between, operands warm in cache "
+        "(`timing.MatrixProducts`), timed after the configuration's rows, less the cost of "
+        "calling each from Python (timed on 1 x 1 operands): the most any implementation "
+        "calling these products could reach.",
         "",
         "| config | model | precision | threads | batch | T | params | train MFLOP/sample "
         "| train samples/s | train GFLOP/s | % of peak | train samples/s, matrix products alone "
@@ -642,8 +658,8 @@ def report(
         out.append(
             f"| {case.config} | {row.label} | {row.precision} | {row.threads} | {case.batch} | "
             f"{case.steps} | {count_parameters(case.model):,} | {3 * case.flops / 1e6:.1f} | "
-            f"{row.train:,.0f} | {row.gflops(True):.1f} | {row.gflops(True) / row.peak:.0%} | "
-            f"{row.floor:,.0f} | {row.faults:,.0f} | "
+            f"{row.train:,.0f} | {row.gflops(True):.1f} | {row.training_share(row.train):.0%} | "
+            f"{row.products_alone:,.0f} | {row.faults:,.0f} | "
             f"{row.infer:,.0f} | {row.gflops(False):.1f} | {row.gflops(False) / row.peak:.0%} | "
             f"{comparison(row, rows)} |"
         )
@@ -706,19 +722,20 @@ def measure_config(
     seconds = interleaved_medians([*functions, sample_peaks], args.repeats, args.min_time)
     # timed apart, so that the replays leave the rows' own timings as they were
     replays = [matrix_products(case) for case in config_cases]
-    floors = interleaved_medians(replays, args.repeats, args.min_time)
+    replay_seconds = interleaved_medians(replays, args.repeats, args.min_time)
+    per_call = call_seconds(peak_time)
     for name, values in samples.items():
         peaks.setdefault((threads, name), []).extend(values)
     rows = []
     for index, case in enumerate(config_cases):
         train, infer = (case.batch / t for t in seconds[2 * index : 2 * index + 2])
-        floor = case.batch / floors[index]
+        alone = case.batch / replays[index].bound_seconds(replay_seconds[index], per_call)
         peak = statistics.median(samples["bf16" if case.bf16 else "fp32"])
-        rows.append(Row(case, threads, train, infer, peak, trains[index].per_call, floor))
+        rows.append(Row(case, threads, train, infer, peak, trains[index].per_call, alone))
         print(
             f"{case.config:>14} {rows[-1].label:<36} {rows[-1].precision:<13} "
             f"{threads} thread(s): train {train:10,.1f}/s  infer {infer:10,.1f}/s  "
-            f"matrix products alone {floor:10,.1f}/s",
+            f"matrix products alone {alone:10,.1f}/s",
             flush=True,
         )
     print(f"{'':>14} ({time.perf_counter() - start:.0f} s, load {os.getloadavg()[0]:.2f})")

@@ -65,22 +65,29 @@ class PageFaults:
         return self.faults / max(self.calls - 1, 1)
 
 
-# aten operators that count as matrix products, in every overload (out=, in place): the
-# products themselves and the fused LSTM kernels that torch.nn.LSTM runs on CPU
+# aten operators that the replay of a step's matrix products runs, in every overload
+# (out=, in place): the products themselves, the fused LSTM kernels that torch.nn.LSTM
+# runs on CPU, and the attention kernels of scaled_dot_product_attention on CPU (two
+# products per head with a softmax between)
 MATRIX_PRODUCTS = ("mm", "addmm", "addmm_", "bmm", "baddbmm", "baddbmm_", "_addmm_activation")
 MATRIX_PRODUCTS += ("mkldnn_rnn_layer", "mkldnn_rnn_layer_backward")
+MATRIX_PRODUCTS += (
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_flash_attention_for_cpu_backward",
+)
 
 
 class MatrixProducts(TorchDispatchMode):
     """The matrix products that one call of ``fn`` runs (backward included), replayed alone.
 
-    Recording runs ``fn`` once and keeps each matrix product with operands of the same
-    shapes, strides and dtypes; calling the object runs those operators in the same order
-    and nothing else. Its time is what ``fn`` would take if everything but its matrix
-    products were free: the most any implementation of the same products could reach.
-    Operands at the same argument position with the same layout share one buffer (a
-    copy of the first one seen), which keeps memory bounded and, warm in cache, keeps the
-    replay's time a lower bound.
+    Recording runs ``fn`` once and keeps each matrix product (``MATRIX_PRODUCTS``) with
+    operands of the same shapes, strides and dtypes; calling the object runs those
+    operators in the same order and nothing else. Operands at the same argument position
+    with the same layout share one buffer (a copy of the first one seen), which keeps
+    memory bounded and the operands warm in cache; results written in place accumulate
+    in their buffer, which changes the values, not the work. ``bound_seconds`` takes off
+    what calling each operator from Python costs, so that the time is what ``fn`` would
+    take if everything but its matrix products were free.
     """
 
     def __init__(self, fn: Callable[[], object]) -> None:
@@ -96,12 +103,12 @@ class MatrixProducts(TorchDispatchMode):
             return value
         key = (position, value.shape, value.stride(), value.dtype)
         if key not in self.buffers:
-            value = value.detach()
-            if 0 in value.stride():  # expanded: its elements overlap, so it cannot be copied into
-                self.buffers[key] = value.clone()
-            else:
-                buffer = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype)
-                self.buffers[key] = buffer.copy_(value)
+            # a copy of the memory the tensor spans, viewed alike: its strides are kept
+            # even where elements overlap (expanded tensors), which copy_ could not write
+            layout = zip(value.shape, value.stride(), strict=True)
+            span = 1 + sum((size - 1) * stride for size, stride in layout) if value.numel() else 0
+            memory = value.detach().as_strided((span,), (1,)).clone()
+            self.buffers[key] = memory.as_strided(value.shape, value.stride())
         return self.buffers[key]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -116,10 +123,29 @@ class MatrixProducts(TorchDispatchMode):
         for func, args, kwargs in self.calls:
             func(*args, **kwargs)
 
+    def bound_seconds(self, seconds: float, call_seconds: float) -> float:
+        """The replay's time (``seconds``) less its calls' cost, ``call_seconds`` each."""
+        return seconds - len(self.calls) * call_seconds
+
     @property
     def names(self) -> list[str]:
         """The recorded operators' names, in order (``aten.mm.default``, ...)."""
         return [str(func) for func, _, _ in self.calls]
+
+
+def call_seconds(min_time: float) -> float:
+    """Seconds per call of an aten product from Python on 1 x 1 operands, as the replay of
+    ``MatrixProducts`` calls them: the calling cost, with next to no work."""
+    left, right = torch.ones(1, 1), torch.ones(1, 1)
+    product = torch.ops.aten.mm.default
+    calls = 1000
+
+    def call_many() -> None:
+        for _ in range(calls):
+            product(left, right)
+
+    call_many()  # warm-up
+    return seconds_per_call(call_many, min_time) / calls
 
 
 def matmul_peak(dtype: torch.dtype, min_time: float, size: int = 2048) -> float:

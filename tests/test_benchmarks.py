@@ -63,8 +63,9 @@ def test_throughput_verdicts_and_margins_show_a_margin_under_one_percent_to_a_te
     assert throughput.ratio_text(0.87, 0.85) == "met (+2%)"
     assert throughput.ratio_text(1.72, 2.0, higher_is_better=False) == "met (+14%)"
     assert throughput.ratio_text(2.81, 2.0, higher_is_better=False) == "**missed by 40%**"
-    assert throughput.margin_text(0.4995, 0.5) == "-0.1%"
-    assert throughput.margin_text(0.71, 0.5) == "+42%"
+    assert throughput.percent_text(throughput.margin(0.4995, 0.5)) == "0.1%"
+    assert throughput.margin(0.4995, 0.5) < 0
+    assert throughput.percent_text(throughput.margin(0.71, 0.5)) == "42%"
 
 
 class OperatorLog(TorchDispatchMode):
@@ -110,7 +111,27 @@ def test_matrix_products_copy_operands_and_share_a_buffer_per_position_and_layou
     assert len(products.buffers) == 5  # mm: 2 positions; addmm: 3
     left.zero_()
     assert products.calls[0][1][0].abs().sum() > 0  # the replay keeps its own copy
-    products()
+    replayed_bias = products.calls[2][1][0]
+    assert replayed_bias.stride() == (0, 1) and torch.equal(replayed_bias, bias)
+    with OperatorLog() as log:
+        products()
+    assert log.names == products.names
+    assert products.bound_seconds(1.0, 0.1) == pytest.approx(0.7)  # 3 calls of 0.1 s off
+
+
+def test_matrix_products_include_the_attention_kernel():
+    timing = load_benchmark("timing")
+    query = torch.randn(2, 2, 5, 8, requires_grad=True)
+
+    def step() -> None:
+        torch.nn.functional.scaled_dot_product_attention(query, query, query).sum().backward()
+
+    names = timing.MatrixProducts(step).names
+    assert names == [
+        "aten._scaled_dot_product_flash_attention_for_cpu.default",
+        "aten._scaled_dot_product_flash_attention_for_cpu_backward.default",
+    ]
+    assert 0 < timing.call_seconds(0.0) < 1e-3
 
 
 def test_matrix_products_include_the_fused_lstm_kernels():
@@ -131,11 +152,13 @@ def test_throughput_targets_judge_each_target_measured_and_with_the_matrix_produ
 
     paper_flops = 10**9 / 3  # 1 GFLOP per training sample
     rows = [
+        row("small", "RMC", 3_000, 12_000),
         row("paper-256", "RMC + MLP head", 80, 100, flops=paper_flops, peak=100.0),
         row("paper-256", "RMC + MLP head", 120, 200, bf16=True),
         row("relational-rnn", "Relational RNN", 200, 280),
         row("relational-rnn", "per-step reference", 100, 150),
         row("lm", "Relational RNN", 60, 80),
+        row("lm", throughput.LM_RMC_MEMORY, 30, 45),
         row("lm", "torch.nn.LSTM", 100, 100),
     ]
     memory = {
@@ -144,6 +167,8 @@ def test_throughput_targets_judge_each_target_measured_and_with_the_matrix_produ
     }
     lines = throughput.targets(rows, memory)
     assert lines == [
+        "| small: training >= 10,000 samples/s | 1 | 3,000/s | **missed by 70%** "
+        "| 12,000/s: within reach (+20%) |",
         "| paper-256: fp32 training >= 85% of the matmul peak | 1 | 80.0% | **missed by 6%** "
         "| 100.0%: within reach (+18%) |",
         "| paper-256: bf16 autocast training >= 1.6x fp32 | 1 | 1.50x | **missed by 6%** "
@@ -152,6 +177,8 @@ def test_throughput_targets_judge_each_target_measured_and_with_the_matrix_produ
         "| **missed by 33%** | 2.80x: out of reach (-7%) |",
         "| lm: Relational RNN (gated slot memory) training >= 0.5x torch.nn.LSTM | 1 | 0.60x "
         "| met (+20%) | 0.80x: within reach (+60%) |",
+        "| lm: Relational RNN with the RMC memory, training >= 0.5x torch.nn.LSTM | 1 | 0.30x "
+        "| **missed by 40%** | 0.45x: out of reach (-10%) |",
         "| paper-1600: training peak RSS <= 2.0 GiB (recompute=True) | 1 | 1.80 GiB "
         "| met (+10%) | — |",
         "| (paper-1600 without recompute, for comparison) | 1 | 2.80 GiB | **missed by 40%** | — |",
@@ -168,3 +195,14 @@ def test_throughput_profile_prints_categories_and_the_unprofiled_share_of_the_pr
     assert re.search(
         r"unprofiled: a step takes [\d.]+ ms, its matrix products alone [\d.]+ ms \(\d+%\)", output
     )
+
+
+def test_throughput_compiled_row_replays_the_attention_as_batched_products(set_threads):
+    throughput = load_benchmark("throughput")
+    torch.set_num_threads(1)  # the eager RMC then takes the flash kernel at small's size
+    eager, compiled = throughput.cases("small", bf16=False, compile_models=True)
+    eager_names = throughput.matrix_products(eager).names
+    compiled_names = throughput.matrix_products(compiled).names
+    flash = "aten._scaled_dot_product_flash_attention_for_cpu.default"
+    assert flash in eager_names and "aten.bmm.default" not in eager_names
+    assert flash not in compiled_names and "aten.bmm.default" in compiled_names
