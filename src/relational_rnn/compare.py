@@ -31,8 +31,7 @@ MAX_HIDDEN = 4096  # the largest hidden_size the matching tries
 TEST_SIZE = 5000
 
 #: The default comparison: a reduced Nth farthest that a 2-core machine trains in
-#: two and a half to five minutes (3 seeds of each of the two models, two runs at a
-#: time).
+#: a few minutes (3 seeds of each of the two models, two runs at a time).
 DEFAULT_COMPARISON = TrainConfig(
     task=TaskConfig("nth-farthest", {"num_vectors": 3, "dims": 2}),
     model=ModelConfig(kind="rmc", mem_slots=4, slot_size=64, num_heads=2, head_hidden=[64]),
