@@ -35,6 +35,26 @@ def test_throughput_benchmark_writes_its_table_and_targets(tmp_path, set_threads
     assert ": within reach (+" in target or ": out of reach (-" in target
 
 
+def test_throughput_benchmark_skips_bf16_without_native_bf16_and_says_so(
+    tmp_path, set_threads, monkeypatch
+):
+    throughput = load_benchmark("throughput")
+    monkeypatch.setattr(throughput, "native_on_cpu", lambda dtype: False)
+    peaks, matmul_peak = [], throughput.matmul_peak
+
+    def logged_peak(dtype: torch.dtype, *args) -> float:
+        peaks.append(dtype)
+        return matmul_peak(dtype, *args)
+
+    monkeypatch.setattr(throughput, "matmul_peak", logged_peak)
+    output = tmp_path / "throughput.md"
+    throughput.main(["--quick", "--configs", "small", "--output", str(output)])
+    text = output.read_text()
+    assert "bfloat16 autocast rows: skipped, since this CPU has no native bfloat16" in text
+    assert "bf16 autocast |" not in text and "thread(s), bf16" not in text
+    assert peaks and set(peaks) == {torch.float32}  # the slow emulated peak is not timed
+
+
 def test_throughput_profile_sorts_compiled_kernels_into_categories():
     throughput = load_benchmark("throughput")
 
@@ -183,6 +203,12 @@ def test_throughput_targets_judge_each_target_measured_and_with_the_matrix_produ
         "| met (+10%) | — |",
         "| (paper-1600 without recompute, for comparison) | 1 | 2.80 GiB | **missed by 40%** | — |",
     ]
+    without_bf16 = [row for row in rows if not row.case.bf16]
+    assert throughput.targets(without_bf16, None, native_bf16=False)[2] == (
+        "| paper-256: bf16 autocast training >= 1.6x fp32 | 1 | — "
+        "| not measured: this CPU has no native bfloat16 matrix products | — |"
+    )
+    assert len(throughput.targets(without_bf16, None)) == len(lines) - 3  # no bf16, no RSS
 
 
 def test_throughput_profile_prints_categories_and_the_unprofiled_share_of_the_products(

@@ -29,6 +29,7 @@ _EXPORTS = {
     "count_parameters": "utils",
     "initial_memory": "memory",
     "keep_freed_memory": "allocator",
+    "native_on_cpu": "precision",
 }
 __all__ = [
     "GatedSlotMemoryCell",
@@ -43,6 +44,7 @@ __all__ = [
     "count_parameters",
     "initial_memory",
     "keep_freed_memory",
+    "native_on_cpu",
 ]
 __version__ = "0.1.0"
 
@@ -70,4 +72,5 @@ if TYPE_CHECKING:
         RelationalMemoryCell,
         initial_memory,
     )
+    from .precision import native_on_cpu
     from .utils import count_parameters

@@ -25,6 +25,7 @@ from .memory import (
     initial_memory,
     scan,
 )
+from .precision import fused_lstm_precision
 
 MEMORIES = ("gated_slot", "rmc")
 
@@ -233,7 +234,8 @@ class RelationalRNN(nn.Module):
         # has_biases, num_layers, dropout, train, bidirectional, batch_first.
         flags = (True, 1, 0.0, self.training, False, False)
         state_in = (h.unsqueeze(0), c.unsqueeze(0))  # (1, B, H) each
-        hidden, h_last, c_last = torch.lstm(x.transpose(0, 1), state_in, weights, *flags)
+        with fused_lstm_precision(x.device.type):
+            hidden, h_last, c_last = torch.lstm(x.transpose(0, 1), state_in, weights, *flags)
         # hidden (T, B, H)
         projected = cell.memory.project_input(hidden)  # each (T, B, ...)
         memories, memory = scan(cell.memory, projected, memory, self.recompute)  # (T, B, N, S)

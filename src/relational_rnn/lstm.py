@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ._checks import check_positive_int, check_sequence, check_state
 from .cell import init_lstm_forget_bias
+from .precision import fused_lstm_precision
 
 
 class LSTMState(NamedTuple):
@@ -72,7 +73,8 @@ class LSTMBaseline(nn.Module):
                 check_state("state.h", state[0], shape, like),
                 check_state("state.c", state[1], shape, like),
             )
-        hidden, (h, c) = self.lstm(x, tuple(state))  # hidden (B, T, H)
+        with fused_lstm_precision(x.device.type):
+            hidden, (h, c) = self.lstm(x, tuple(state))  # hidden (B, T, H)
         output = hidden if self.head is None else self.head(hidden)
         if not self.batch_first:
             output = output.transpose(0, 1)

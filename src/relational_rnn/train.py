@@ -57,6 +57,7 @@ from .distributed import World
 from .guard import NonFiniteWarning, gradient_norm, is_finite
 from .lstm import LSTMBaseline
 from .memory import RelationalMemory
+from .precision import native_on_cpu
 from .preflight import (
     check_disk_space,
     check_no_other_run,
@@ -129,10 +130,20 @@ def progress_fraction(config: Any, counters: Any) -> float:
     return min(1.0, counters.elapsed_s / config.time_budget)
 
 
+EMULATED_BF16 = (
+    "this CPU has no native bfloat16 matrix products (no AVX-512 BF16 or AMX): "
+    "precision bf16 runs them emulated, many times slower than fp32"
+)
+
+
 def training_autocast(optim: OptimConfig, device: torch.device) -> torch.autocast:
     """The context of a training step's forward pass: bfloat16 autocast on ``device`` when
-    ``optim.precision`` is "bf16", a disabled one (float32) otherwise."""
-    return torch.autocast(device.type, torch.bfloat16, enabled=optim.precision == "bf16")
+    ``optim.precision`` is "bf16", a disabled one (float32) otherwise. Warns (once) on a
+    CPU without native bfloat16 products, where autocast trains slower than float32."""
+    bf16 = optim.precision == "bf16"
+    if bf16 and device.type == "cpu" and not native_on_cpu(torch.bfloat16):
+        warnings.warn(EMULATED_BF16, stacklevel=2)
+    return torch.autocast(device.type, torch.bfloat16, enabled=bf16)
 
 
 def learning_rate(optim: OptimConfig, step: int, progress: float) -> float:
