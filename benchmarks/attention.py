@@ -10,7 +10,8 @@ the shapes of the issue's configurations and at growing numbers of (batch, head)
 under bfloat16 autocast. Medians of ``--repeats`` interleaved runs; prints a Markdown
 table and writes it to ``--output``. ``relational_rnn.attention.use_matmul_attention``
 chooses from this table: ``MatmulAttention`` for training from
-``MATMUL_ATTENTION_MIN_PAIRS`` pairs up, or in float32 on more than one thread.
+``MATMUL_ATTENTION_MIN_PAIRS`` pairs up, or in float32 on more than one thread, except
+in a reduced precision that the CPU lacks (``relational_rnn.native_on_cpu``).
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
             f"Medians of {args.repeats} interleaved runs of at least {args.min_time} s; one "
             "forward and backward per call, times in microseconds. `attend` takes "
             f"MatmulAttention for training from {MATMUL_ATTENTION_MIN_PAIRS} pairs up, "
-            "or in float32 on more than one thread.",
+            "or in float32 on more than one thread, except in a reduced precision that the "
+            "CPU lacks (emulated bfloat16: then the flash kernel).",
             "",
             *header,
             *rows,

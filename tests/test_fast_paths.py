@@ -181,27 +181,39 @@ MANY = MATMUL_ATTENTION_MIN_PAIRS // 2  # batch size: with 2 heads, just enough 
 
 
 @pytest.mark.parametrize(
-    ("threads", "batch_size", "dtype", "autocast", "grad", "kernel"),
+    ("threads", "batch_size", "dtype", "autocast", "grad", "native", "kernel"),
     [
-        (1, 2, torch.float32, False, True, "flash"),
-        (1, 2, torch.bfloat16, False, True, "flash"),
-        (1, MANY, torch.float32, False, True, "matmul"),
-        (1, MANY, torch.bfloat16, False, True, "matmul"),
-        (1, MANY, torch.float32, True, True, "matmul"),
-        (1, MANY, torch.float32, False, False, "flash"),  # inference
-        (1, MANY - 1, torch.float32, False, True, "flash"),
-        (2, 2, torch.float32, False, True, "matmul"),
-        (2, 2, torch.bfloat16, False, True, "flash"),
-        (2, 2, torch.float32, True, True, "flash"),
-        (2, 2, torch.float32, False, False, "flash"),
+        (1, 2, torch.float32, False, True, True, "flash"),
+        (1, 2, torch.bfloat16, False, True, True, "flash"),
+        (1, MANY, torch.float32, False, True, True, "matmul"),
+        (1, MANY, torch.bfloat16, False, True, True, "matmul"),
+        (1, MANY, torch.float32, True, True, True, "matmul"),
+        (1, MANY, torch.float32, False, False, True, "flash"),  # inference
+        (1, MANY - 1, torch.float32, False, True, True, "flash"),
+        (2, 2, torch.float32, False, True, True, "matmul"),
+        (2, 2, torch.bfloat16, False, True, True, "flash"),
+        (2, 2, torch.float32, True, True, True, "flash"),
+        (2, 2, torch.float32, False, False, True, "flash"),
+        # a CPU without native bfloat16: its products are emulated, the flash kernel wins
+        (1, MANY, torch.bfloat16, False, True, False, "flash"),
+        (1, MANY, torch.float32, True, True, False, "flash"),
+        (1, MANY, torch.float32, False, True, False, "matmul"),
+        (2, 2, torch.float32, False, True, False, "matmul"),
     ],
 )
-def test_attention_kernel_on_cpu(set_threads, threads, batch_size, dtype, autocast, grad, kernel):
+def test_attention_kernel_on_cpu(
+    set_threads, monkeypatch, threads, batch_size, dtype, autocast, grad, native, kernel
+):
     """Training with enough (batch, head) pairs, or in float32 on more than one thread,
-    takes MatmulAttention; everything else the flash kernel of
-    scaled_dot_product_attention (the faster of the two in each case)."""
+    takes MatmulAttention, unless in a reduced precision that the CPU lacks; everything
+    else the flash kernel of scaled_dot_product_attention (the faster of the two in each
+    case)."""
     from torch.profiler import profile
 
+    def native_on_cpu(dtype: torch.dtype) -> bool:
+        return native or dtype == torch.float32
+
+    monkeypatch.setattr("relational_rnn.attention.native_on_cpu", native_on_cpu)
     set_threads(threads)
     queries, keys, values = attention_inputs(batch_size, dtype=dtype)
     with (

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_divisible, check_positive_int
+from .precision import native_on_cpu
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -133,7 +134,9 @@ class MatmulAttention(torch.autograd.Function):
 def use_matmul_attention(queries: Tensor, keys: Tensor, values: Tensor) -> bool:
     """Whether ``attend`` takes ``MatmulAttention`` (outside torch.compile): in training
     on CPU, with at least ``MATMUL_ATTENTION_MIN_PAIRS`` (batch, head) pairs, or in
-    float32 (not autocast) on more than one thread."""
+    float32 (not autocast) on more than one thread; never in a reduced precision that
+    the CPU lacks, where its emulated batched products take two to four times the flash
+    kernel's time at every size measured (benchmarks/results/attention-avx2.md)."""
     if (
         queries.device.type != "cpu"
         or not torch.is_grad_enabled()
@@ -141,7 +144,12 @@ def use_matmul_attention(queries: Tensor, keys: Tensor, values: Tensor) -> bool:
     ):
         return False
     batch_size, num_heads = queries.shape[:2]
-    low_precision = torch.is_autocast_enabled("cpu") or queries.dtype.itemsize < 4
+    autocast = torch.is_autocast_enabled("cpu")
+    low_precision = autocast or queries.dtype.itemsize < 4
+    if low_precision and not native_on_cpu(
+        torch.get_autocast_dtype("cpu") if autocast else queries.dtype
+    ):
+        return False
     return batch_size * num_heads >= MATMUL_ATTENTION_MIN_PAIRS or (
         torch.get_num_threads() > 1 and not low_precision
     )

@@ -109,7 +109,8 @@ FLAGS = (
         str,
         "fp32, or bf16: the training steps' forward pass under bfloat16 autocast (weights, "
         "Adam and evaluation stay float32); on CPUs with AVX-512 BF16 1.6 to 1.7x faster "
-        "at the paper's sizes, slower for small models (docs/performance.md)",
+        "at the paper's sizes, slower for small models; without native bfloat16 emulated "
+        "and many times slower, with a warning (docs/performance.md)",
     ),
     Flag("--batch-size", ("batch_size",), int, "training examples per step"),
     Flag("--steps", ("steps",), int, "training steps"),
