@@ -204,7 +204,7 @@ def test_throughput_targets_judge_each_target_measured_and_with_the_matrix_produ
         "| (paper-1600 without recompute, for comparison) | 1 | 2.80 GiB | **missed by 40%** | — |",
     ]
     without_bf16 = [row for row in rows if not row.case.bf16]
-    assert throughput.targets(without_bf16, None, native_bf16=False)[2] == (
+    assert throughput.targets(without_bf16, None, bf16_emulated=True)[2] == (
         "| paper-256: bf16 autocast training >= 1.6x fp32 | 1 | — "
         "| not measured: this CPU has no native bfloat16 matrix products | — |"
     )

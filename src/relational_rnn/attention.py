@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_divisible, check_positive_int
-from .precision import native_on_cpu
+from .precision import cpu_compute_dtype, native_on_cpu
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -110,8 +110,7 @@ class MatmulAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, queries: Tensor, keys: Tensor, values: Tensor, scale: float) -> Tensor:
         batch_size, num_heads, num_queries, _ = queries.shape
-        autocast = torch.is_autocast_enabled("cpu")
-        dtype = torch.get_autocast_dtype("cpu") if autocast else queries.dtype
+        dtype = cpu_compute_dtype(queries)
         q, k, v = (  # (B h, rows, size) each, contiguous
             x.to(dtype).reshape(batch_size * num_heads, x.shape[2], x.shape[3])
             for x in (queries, keys, values)
@@ -144,11 +143,9 @@ def use_matmul_attention(queries: Tensor, keys: Tensor, values: Tensor) -> bool:
     ):
         return False
     batch_size, num_heads = queries.shape[:2]
-    autocast = torch.is_autocast_enabled("cpu")
-    low_precision = autocast or queries.dtype.itemsize < 4
-    if low_precision and not native_on_cpu(
-        torch.get_autocast_dtype("cpu") if autocast else queries.dtype
-    ):
+    dtype = cpu_compute_dtype(queries)
+    low_precision = dtype.itemsize < 4
+    if low_precision and not native_on_cpu(dtype):
         return False
     return batch_size * num_heads >= MATMUL_ATTENTION_MIN_PAIRS or (
         torch.get_num_threads() > 1 and not low_precision

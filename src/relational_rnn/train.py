@@ -20,6 +20,7 @@ A step with a non-finite loss or gradient is skipped (see ``relational_rnn.guard
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -142,8 +143,15 @@ def training_autocast(optim: OptimConfig, device: torch.device) -> torch.autocas
     CPU without native bfloat16 products, where autocast trains slower than float32."""
     bf16 = optim.precision == "bf16"
     if bf16 and device.type == "cpu" and not native_on_cpu(torch.bfloat16):
-        warnings.warn(EMULATED_BF16, stacklevel=2)
+        warn_emulated_bf16()
     return torch.autocast(device.type, torch.bfloat16, enabled=bf16)
+
+
+@functools.cache
+def warn_emulated_bf16() -> None:
+    """Warn that bfloat16 is emulated on this CPU: once per process, not once per step,
+    whatever the warning filters."""
+    warnings.warn(EMULATED_BF16, stacklevel=3)
 
 
 def learning_rate(optim: OptimConfig, step: int, progress: float) -> float:
